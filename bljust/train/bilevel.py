@@ -1,0 +1,209 @@
+"""Penalty-based bilevel gradient descent (PBGD) for BL-JUST: the three phases.
+
+Parameters: shared encoder θ, supervised head φ, unsupervised head η.
+f(θ, φ) is the supervised loss on a labeled batch, g(θ, η) the unsupervised loss on
+an unlabeled batch. The penalised problem min f + γ·(g − v*) gives the update
+direction ∇f + γ∇g. Phases (SPEC.md):
+
+1. explore,  N1 steps: (θ, η) ← opt_ll(∇g)
+2. joint,    N2 steps: K lower-level steps (θ, η) ← opt_ll(∇g) on fresh unlabeled
+             batches, then one upper-level step (θ, φ, η) ← opt_ul(s_t·∇[f + γ_t g]),
+             s_t = min(1, 1/γ_t) when `normalize` is on
+3. finetune, N3 steps: (θ, φ) ← opt_ft(∇f)
+
+The baselines are settings of the same class: supervised only (N1 = N2 = 0),
+PT+FT (N2 = 0), multitask (K = 0, constant γ, no normalisation).
+
+This module holds the update rules and nothing else: the caller supplies the two
+loss closures (each draws its own next batch), the optimisers, and the loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+LossFn = Callable[[], Tuple[torch.Tensor, Dict[str, float]]]
+PHASES = ("explore", "joint", "finetune")
+
+
+@dataclass
+class PBGDConfig:
+    n1: int = 0                      # explore steps
+    n2: int = 0                      # joint steps
+    n3: int = 0                      # fine-tune steps
+    k: int = 1                       # lower-level steps per joint step
+    gamma0: float = 0.1              # penalty weight at the start of the joint phase
+    gamma_max: float = 1.0           # ... and at its end
+    gamma_schedule: str = "linear"   # linear, constant (gamma_max throughout) or cosine
+    normalize: bool = True           # scale the upper-level direction by min(1, 1/γ)
+    reuse_lower_grad: bool = False   # upper level reuses the last lower-level ∇g (one g pass fewer)
+    penalty_ref: str = "running_min"  # v̂ for the logged penalty g − v̂: running_min or shadow
+    grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        if min(self.n1, self.n2, self.n3, self.k) < 0:
+            raise ValueError("n1, n2, n3 and k must be >= 0")
+        if self.gamma_schedule not in ("linear", "constant", "cosine"):
+            raise ValueError(f"gamma_schedule must be linear, constant or cosine, not {self.gamma_schedule!r}")
+        if self.penalty_ref not in ("running_min", "shadow"):
+            raise ValueError(f"penalty_ref must be running_min or shadow, not {self.penalty_ref!r}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.n1 + self.n2 + self.n3
+
+
+@dataclass
+class ParamGroups:
+    theta: List[nn.Parameter]
+    phi: List[nn.Parameter]
+    eta: List[nn.Parameter]
+    shadow: Optional[Tuple[nn.Module, LossFn]] = field(default=None)
+
+    def lower(self) -> List[nn.Parameter]:
+        return self.theta + self.eta
+
+    def upper(self) -> List[nn.Parameter]:
+        return self.theta + self.phi + self.eta
+
+    def finetune(self) -> List[nn.Parameter]:
+        return self.theta + self.phi
+
+
+def gamma_at(cfg: PBGDConfig, t: int) -> float:
+    """Penalty weight at joint step t (0-based) of cfg.n2."""
+    if cfg.gamma_schedule == "constant" or cfg.n2 <= 1:
+        return cfg.gamma_max
+    frac = t / (cfg.n2 - 1)
+    if cfg.gamma_schedule == "linear":
+        return cfg.gamma0 + (cfg.gamma_max - cfg.gamma0) * frac
+    return cfg.gamma_max + (cfg.gamma0 - cfg.gamma_max) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def phase_of(cfg: PBGDConfig, step: int) -> Tuple[str, int]:
+    """(phase name, step within the phase) for global step `step` (0-based)."""
+    if step < cfg.n1:
+        return "explore", step
+    if step < cfg.n1 + cfg.n2:
+        return "joint", step - cfg.n1
+    return "finetune", step - cfg.n1 - cfg.n2
+
+
+def _grads(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> List[torch.Tensor]:
+    gs = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
+
+
+def _norm(gs: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(sum((g.float() ** 2).sum() for g in gs)) if gs else torch.zeros(())
+
+
+class PBGD:
+    """One call of `step()` is one update of the schedule; state_dict() resumes it exactly."""
+
+    def __init__(self, cfg: PBGDConfig, groups: ParamGroups, f: LossFn, g: LossFn,
+                 opt_ll: torch.optim.Optimizer, opt_ul: torch.optim.Optimizer,
+                 opt_ft: torch.optim.Optimizer) -> None:
+        self.cfg, self.groups, self.f, self.g = cfg, groups, f, g
+        self.opt_ll, self.opt_ul, self.opt_ft = opt_ll, opt_ul, opt_ft
+        self.v_hat = math.inf
+        self.passes = {"sup": 0, "unsup": 0}  # encoder forward/backward passes, for fair comparisons
+
+    # ------------------------------------------------------------------ pieces
+    def _apply(self, opt: torch.optim.Optimizer, params: Sequence[nn.Parameter],
+               grads: Sequence[torch.Tensor]) -> float:
+        for p, gr in zip(params, grads):
+            p.grad = gr.detach().to(p.dtype)
+        norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)) if self.cfg.grad_clip > 0 else 0.0
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return norm
+
+    def _eval_g(self) -> Tuple[torch.Tensor, Dict[str, float]]:
+        self.passes["unsup"] += 1
+        return self.g()
+
+    def _eval_f(self) -> Tuple[torch.Tensor, Dict[str, float]]:
+        self.passes["sup"] += 1
+        return self.f()
+
+    def _track(self, g_value: float) -> float:
+        """Penalty estimate g − v̂ with v̂ the best g seen so far (or the shadow copy's g)."""
+        if self.cfg.penalty_ref == "shadow" and self.groups.shadow is not None:
+            _, shadow_g = self.groups.shadow
+            ref = float(shadow_g()[0].detach())
+        else:
+            self.v_hat = min(self.v_hat, g_value)
+            ref = self.v_hat
+        return g_value - ref
+
+    def lower_step(self) -> Tuple[float, List[torch.Tensor], Dict[str, float]]:
+        params = self.groups.lower()
+        g, stats = self._eval_g()
+        gg = _grads(g, params)
+        self._apply(self.opt_ll, params, gg)
+        return float(g.detach()), gg, stats
+
+    # ------------------------------------------------------------------ phases
+    def step(self, step: int) -> Dict[str, float]:
+        phase, t = phase_of(self.cfg, step)
+        n_theta = len(self.groups.theta)
+        out: Dict[str, float] = {"phase": float(PHASES.index(phase))}
+        if phase == "explore":
+            g_val, gg, stats = self.lower_step()
+            out.update(stats, g=g_val, grad_g=float(_norm(gg[:n_theta])), penalty=self._track(g_val))
+            return out
+        if phase == "finetune":
+            params = self.groups.finetune()
+            f, stats = self._eval_f()
+            gf = _grads(f, params)
+            self._apply(self.opt_ft, params, gf)
+            out.update(stats, f=float(f.detach()), grad_f=float(_norm(gf[:n_theta])))
+            return out
+
+        gamma = gamma_at(self.cfg, t)
+        last_gg: Optional[List[torch.Tensor]] = None
+        g_val = math.nan
+        for _ in range(self.cfg.k):
+            g_val, last_gg, _ = self.lower_step()
+        params = self.groups.upper()
+        f, stats = self._eval_f()
+        gf = _grads(f, self.groups.theta + self.groups.phi)
+        if self.cfg.reuse_lower_grad and last_gg is not None:
+            gg = last_gg  # ∇g on (θ, η) from the last lower-level step
+        else:
+            g, gstats = self._eval_g()
+            stats.update(gstats)
+            g_val = float(g.detach())
+            gg = _grads(g, self.groups.lower())
+        scale = min(1.0, 1.0 / gamma) if self.cfg.normalize and gamma > 0 else 1.0
+        n_phi = len(self.groups.phi)
+        gf_theta, gf_phi = gf[:n_theta], gf[n_theta:]
+        gg_theta, gg_eta = gg[:n_theta], gg[n_theta:]
+        direction = ([scale * (a + gamma * b) for a, b in zip(gf_theta, gg_theta)]
+                     + [scale * a for a in gf_phi[:n_phi]]
+                     + [scale * gamma * b for b in gg_eta])
+        self._apply(self.opt_ul, params, direction)
+        nf, ng = _norm(gf_theta), _norm(gg_theta)
+        dot = sum((a.float() * b.float()).sum() for a, b in zip(gf_theta, gg_theta)) if n_theta else torch.zeros(())
+        cos = float(dot / (nf * ng)) if float(nf) > 0 and float(ng) > 0 else 0.0
+        out.update(stats, f=float(f.detach()), g=g_val, gamma=gamma, penalty=self._track(g_val),
+                   grad_f=float(nf), grad_g=float(ng), cos_fg=cos)
+        return out
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> Dict:
+        return {"cfg": asdict(self.cfg), "v_hat": self.v_hat, "passes": dict(self.passes),
+                "opt_ll": self.opt_ll.state_dict(), "opt_ul": self.opt_ul.state_dict(),
+                "opt_ft": self.opt_ft.state_dict()}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.v_hat = state["v_hat"]
+        self.passes = dict(state["passes"])
+        self.opt_ll.load_state_dict(state["opt_ll"])
+        self.opt_ul.load_state_dict(state["opt_ul"])
+        self.opt_ft.load_state_dict(state["opt_ft"])

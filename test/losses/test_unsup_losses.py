@@ -1,0 +1,106 @@
+"""CPC/InfoNCE and BEST-RQ: padding gets exactly zero gradient, and each loss can be optimised."""
+import pytest
+import torch
+
+from bljust.losses.bestrq import BestRQLoss
+from bljust.losses.cpc import CPCLoss
+from bljust.losses.masking import span_mask
+from bljust.nets.asr_model import ASRModel
+
+ENC = dict(d_model=32, num_heads=2, ffn_dim=64, num_layers=1, kernel_size=5, dropout=0.0)
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return ASRModel(input_dim=20, vocab_size=10, encoder=ENC)
+
+
+def make_loss(name):
+    if name == "cpc":
+        return CPCLoss(dim=32, num_steps=3, num_negatives=10, proj_dim=16)
+    return BestRQLoss(dim=32, input_dim=20, codebook_size=64, codebook_dim=8, mask_prob=0.05, mask_span=8)
+
+
+def batch():
+    torch.manual_seed(1)
+    lens = torch.tensor([120, 64, 37])
+    feats = torch.randn(3, 120, 20)
+    for i, n in enumerate(lens):
+        feats[i, n:] = 1e3  # garbage in the padding must not matter
+    return feats, lens
+
+
+class Spy(torch.nn.Module):
+    """Wraps the encoder to keep its output, so the test can read d loss / d h."""
+
+    def __init__(self, enc):
+        super().__init__()
+        self.enc, self.h, self.lens = enc, None, None
+
+    def forward(self, x, lens):
+        h, hl = self.enc(x, lens)
+        h.retain_grad()
+        self.h, self.lens = h, hl
+        return h, hl
+
+
+@pytest.mark.parametrize("name", ["cpc", "bestrq"])
+def test_padding_gets_exactly_zero_gradient(name):
+    model, loss_fn = tiny_model(), make_loss(name)
+    model.encoder = Spy(model.encoder)
+    feats, lens = batch()
+    feats.requires_grad_(True)
+    torch.manual_seed(2)
+    loss, _ = loss_fn(model, feats, lens)
+    loss.backward()
+    for i, n in enumerate(lens):
+        assert torch.count_nonzero(feats.grad[i, n:]) == 0
+        assert torch.count_nonzero(model.encoder.h.grad[i, model.encoder.lens[i]:]) == 0
+    assert torch.count_nonzero(feats.grad[2, :37]) > 0
+
+
+@pytest.mark.parametrize("name", ["cpc", "bestrq"])
+def test_padding_content_does_not_change_the_loss(name):
+    model, loss_fn = tiny_model(), make_loss(name)
+    model.eval()
+    feats, lens = batch()
+    other = feats.clone()
+    for i, n in enumerate(lens):
+        other[i, n:] = -7.0
+    torch.manual_seed(3)
+    a, _ = loss_fn(model, feats, lens)
+    torch.manual_seed(3)
+    b, _ = loss_fn(model, other, lens)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["cpc", "bestrq"])
+def test_loss_decreases_when_optimised(name):
+    model, loss_fn = tiny_model(), make_loss(name)
+    feats, lens = batch()
+    opt = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=3e-3)
+    torch.manual_seed(4)
+    values = []
+    for _ in range(40):
+        loss, _ = loss_fn(model, feats, lens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        values.append(float(loss.detach()))
+    assert sum(values[-5:]) / 5 < 0.8 * sum(values[:5]) / 5
+
+
+def test_span_mask_stays_inside_utterances_and_covers_each():
+    lens = torch.tensor([50, 9, 30])
+    m = span_mask(lens, 50, prob=0.0, span=10, generator=torch.Generator().manual_seed(0))
+    for i, n in enumerate(lens):
+        assert not m[i, n:].any()
+        assert m[i, :n].any()
+    assert int(m[0].sum()) == 10
+
+
+def test_bestrq_targets_are_frozen_and_deterministic():
+    a, b = BestRQLoss(dim=8, input_dim=20, seed=5), BestRQLoss(dim=8, input_dim=20, seed=5)
+    x = torch.randn(2, 40, 20)
+    assert torch.equal(a.targets(x, 10), b.targets(x, 10))
+    assert not a.projection.requires_grad and not a.codebook.requires_grad
