@@ -1,4 +1,4 @@
-# How heavy stages run. Pick a backend; the launchers take Kaldi's options
+# How heavy stages run. --mem is per CPU (slot): --mem 4G --num-threads 4 asks for 16G. --mem is per CPU (slot): --mem 4G --num-threads 4 asks for 16G. Pick a backend; the launchers take Kaldi's options
 # (--mem, --num-threads, --gpu, --max-jobs-run) and map them through
 # conf/queue.conf or conf/slurm.conf, which you edit for your cluster.
 #   local: run.pl, on this machine
@@ -14,12 +14,12 @@ case "${cmd_backend}" in
     ;;
   sge)
     export train_cmd="queue.pl --mem 4G"
-    export cuda_cmd="queue.pl --mem 16G --num-threads 4"
+    export cuda_cmd="queue.pl --mem 4G --num-threads 4"
     export decode_cmd="queue.pl --mem 4G"
     ;;
   slurm)
     export train_cmd="slurm.pl --mem 4G"
-    export cuda_cmd="slurm.pl --mem 16G --num-threads 4"
+    export cuda_cmd="slurm.pl --mem 4G --num-threads 4"
     export decode_cmd="slurm.pl --mem 4G"
     ;;
   *)

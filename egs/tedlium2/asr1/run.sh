@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# TED-LIUM release 2: a labeled subset of train (--labeled_hours in local/data.sh),
+# the rest of train as unlabeled audio, dev and test scored against the stm.
+# Set TEDLIUM2 to where the corpus is (or should be downloaded to).
+set -euo pipefail
+
+./asr.sh \
+  --train_set train \
+  --unlab_set train_unlab \
+  --valid_set dev \
+  --test_sets "dev test" \
+  --local_data_opts "--datadir ${TEDLIUM2:-downloads} --labeled_hours 50" \
+  --nj 32 --inference_nj 32 --ngpu 1 \
+  --speed_perturb_factors "0.9 1.0 1.1" \
+  --token_type bpe --bpemode unigram --nbpe 500 \
+  --max_frames 3000 \
+  --asr_config conf/train.yaml \
+  "$@"
