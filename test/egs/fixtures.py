@@ -114,14 +114,14 @@ TED_TALKS: Dict[str, Dict[str, Tuple[float, List[str]]]] = {
 TED_EXPECTED: Dict[str, Dict[str, Tuple[str, float, float, str]]] = {
     "train": {
         "AlBaker_2009-0000120-0000350": ("AlBaker_2009", 1.20, 3.50, "hello world"),
-        "AlBaker_2009-0000350-0000517": ("AlBaker_2009", 3.50, 5.17, "[noise] so it's here"),
-        "BeaStone_2011X-0000050-0000200": ("BeaStone_2011X", 0.50, 2.00, "the people's [noise] choice"),
+        "AlBaker_2009-0000350-0000517": ("AlBaker_2009", 3.50, 5.17, "<noise> so it's here"),
+        "BeaStone_2011X-0000050-0000200": ("BeaStone_2011X", 0.50, 2.00, "the people's <noise> choice"),
         "BeaStone_2011X-0000200-0000435": ("BeaStone_2011X", 2.00, 4.35, "read this"),
         "Carl_2010-0000010-0000390": ("Carl_2010", 0.10, 3.90, "one more talk"),
     },
     "dev": {
         "DanDennett_2002-0000029-0000199": ("DanDennett_2002", 0.29, 1.99, "a dev sentence"),
-        "DanDennett_2002-0000200-0000400": ("DanDennett_2002", 2.00, 4.00, "[noise] [noise]"),
+        "DanDennett_2002-0000200-0000400": ("DanDennett_2002", 2.00, 4.00, "<noise> <noise>"),
         "DanDennett_2002-0000400-0000550": ("DanDennett_2002", 4.00, 5.50, "and another one"),
     },
     "test": {

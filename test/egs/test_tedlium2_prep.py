@@ -64,9 +64,9 @@ def test_all_labeled_kaldi_cleaning(corpus, tmp_path, caplog):
     assert stm_body(os.path.join(out, "train")) == [
         "AlBaker_2009 A AlBaker_2009 0.00 1.20 <o,f0,male> ignore_time_segment_in_scoring",
         "AlBaker_2009 A AlBaker_2009 1.20 3.50 <o,f0,male> hello world",
-        "AlBaker_2009 A AlBaker_2009 3.50 5.17 <o,f0,male> [noise] so it's here",
+        "AlBaker_2009 A AlBaker_2009 3.50 5.17 <o,f0,male> <noise> so it's here",
         "AlBaker_2009 A AlBaker_2009 5.17 6.00 <o,f0,male>",
-        "BeaStone_2011X A BeaStone_2011X 0.50 2.00 <o,f0,female> the people's [noise] choice",
+        "BeaStone_2011X A BeaStone_2011X 0.50 2.00 <o,f0,female> the people's <noise> choice",
         "BeaStone_2011X A BeaStone_2011X 2.00 4.35 <o,f0,female> read this",
         "Carl_2010 A Carl_2010 0.10 3.90 <o,f0,male> one more talk",
         "Carl_2010 A Carl_2010 4.20 4.90 <o,f0,male> after the audio ends",

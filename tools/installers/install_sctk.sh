@@ -8,7 +8,7 @@ set -euo pipefail
 prefix=$1; src=${2:-}; url=${3:-}; dry_run=${4:-false}
 log() { echo "[install_sctk] $*"; }
 
-[ -x "${prefix}/bin/sclite" ] && "${prefix}/bin/sclite" 2>&1 | grep -q "sclite" && { log "sclite already at ${prefix}/bin/sclite"; exit 0; }
+[ -x "${prefix}/bin/sclite" ] && [ -e "${prefix}/bin/csrfilt.sh" ] && { log "sclite already at ${prefix}/bin/sclite"; exit 0; }
 ${dry_run} && { log "would install sclite into ${prefix}/bin"; exit 0; }
 mkdir -p "${prefix}/bin"
 
@@ -55,5 +55,7 @@ if [ -z "${sys}" ]; then
        "then run tools/setup.sh again." >&2
   exit 1
 fi
+# link the whole SCTK bin folder: scoring with a glm needs csrfilt.sh and its rfilter1 too
+for f in "$(dirname "${sys}")"/*; do ln -sf "${f}" "${prefix}/bin/$(basename "${f}")"; done
 ln -sf "${sys}" "${prefix}/bin/sclite"
-log "using the system's sclite: ${sys} -> ${prefix}/bin/sclite"
+log "using the system's SCTK: $(dirname "${sys}") -> ${prefix}/bin"

@@ -40,7 +40,7 @@ from bljust.utils.fileio import FormatError, atomic_write, write_table
 
 logger = logging.getLogger(__name__)
 
-NOISE_TOKEN = "[noise]"
+NOISE_TOKEN = "<noise>"
 IGNORE = "ignore_time_segment_in_scoring"
 STM_HEADER = (
     ';;\n;; LABEL "o" "Overall" "Overall results"\n'
