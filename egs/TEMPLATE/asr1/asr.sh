@@ -10,7 +10,7 @@
 #   1  data preparation                local/data.sh -> data/<set>
 #   2  speed perturbation (optional)   data/<train>_sp
 #   3  fbank features + global CMVN    dump/fbank/org/<set>
-#   4  filtering (short/long/empty)    dump/fbank/<set>
+#   4  filtering (short/long/empty)    dump/fbank/<set> (training and validation sets only)
 #   5  tokenizer and token list        data/token_list/<tag>
 #   6  training                        exp/asr_<tag>
 #   7  decoding                        exp/asr_<tag>/decode_<inference_tag>/<set>
@@ -93,7 +93,6 @@ asr_exp=${expdir}/asr_${asr_tag}
 [ -n "${inference_tag}" ] || inference_tag=decode_${decode_method}$([ "${decode_method}" = beam ] && echo "${beam_size}")_$(basename "${inference_model}" .pth)
 fbank_opt=()
 [ -n "${fbank_conf}" ] && fbank_opt=(--fbank_conf "${fbank_conf}")
-[ -n "${min_frames}" ] || min_frames=$(${python} -c "from bljust.bin.filter_data import min_frames_for_subsampling as f; print(f(${subsampling}))")
 
 write_replay() {  # write_replay <dir> <stage>: a run.sh in <dir> that reruns this stage as it was run
   mkdir -p "$1"
@@ -104,7 +103,9 @@ write_replay() {  # write_replay <dir> <stage>: a run.sh in <dir> that reruns th
   } > "$1/run.sh"
   chmod +x "$1/run.sh"
 }
-all_sets() { echo "${train_set_sp}" ${unlab_set} "${valid_set}" ${test_sets}; }
+uniq_words() { printf '%s\n' "$@" | awk 'NF && !seen[$0]++'; }
+all_sets() { uniq_words "${train_set_sp}" ${unlab_set} "${valid_set}" ${test_sets}; }
+eval_sets() { uniq_words "${valid_set}" ${test_sets}; }
 stage_on() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
 if stage_on 1; then
@@ -142,7 +143,7 @@ if stage_on 3; then
         --out_dir "${out}/data" --name "feats.JOB" --fs "${fs}" "${fbank_opt[@]}"
     ${python} -m bljust.bin.extract_feats --merge --data_dir "data/${x}" --out_dir "${out}/data" \
       --nj "${_nj}" --dest "${out}"
-    utils/copy_data_dir.sh --keep-feats "data/${x}" "${out}" 2>/dev/null || true
+    utils/copy_data_dir.sh --keep-feats "data/${x}" "${out}"
     touch "${out}/.done"
   done
   ${train_cmd} "${data_feats}/org/${train_set_sp}/log/compute_cmvn.log" \
@@ -151,17 +152,15 @@ if stage_on 3; then
 fi
 
 if stage_on 4; then
-  log "Stage 4: drop utterances shorter than ${min_frames} or longer than ${max_frames} frames, or with empty text"
+  log "Stage 4: drop utterances too short for x${subsampling} subsampling${min_frames:+ or under ${min_frames} frames}, longer than ${max_frames} frames, or with empty text"
   for x in "${train_set_sp}" ${unlab_set} "${valid_set}"; do
     opts=()
+    [ -n "${min_frames}" ] && opts+=(--min_frames "${min_frames}")
     [ "${x}" = "${unlab_set}" ] && opts+=(--no_text)
     ${python} -m bljust.bin.filter_data --in_dir "${data_feats}/org/${x}" --out_dir "${data_feats}/${x}" \
-      --min_frames "${min_frames}" --max_frames "${max_frames}" "${opts[@]}"
+      --max_frames "${max_frames}" --subsampling "${subsampling}" "${opts[@]}"
   done
   cp "${data_feats}/org/${train_set_sp}/cmvn.ark" "${data_feats}/${train_set_sp}/cmvn.ark"
-  for x in ${test_sets}; do  # evaluation sets are never filtered: every utterance is scored
-    rm -rf "${data_feats:?}/${x}"; cp -r "${data_feats}/org/${x}" "${data_feats}/${x}"
-  done
 fi
 
 if stage_on 5; then
@@ -187,24 +186,25 @@ fi
 
 if stage_on 7; then
   log "Stage 7: ${decode_method} decoding of ${test_sets} with ${asr_exp}/${inference_model}"
-  for x in ${valid_set} ${test_sets}; do
+  for x in $(eval_sets); do
     dir=${asr_exp}/${inference_tag}/${x}
     write_replay "${dir}" 7
-    _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${x}/feats.scp")")
-    utils/split_data.sh --per-utt "${data_feats}/${x}" "${_nj}"
+    # evaluation sets are decoded unfiltered (from org/): every utterance is scored
+    _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/org/${x}/feats.scp")")
+    utils/split_data.sh --per-utt "${data_feats}/org/${x}" "${_nj}"
     ${decode_cmd} JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
       ${python} -m bljust.bin.decode --model_file "${asr_exp}/${inference_model}" \
-        --data_dir "${data_feats}/${x}/split${_nj}utt/JOB" --token_dir "${token_dir}" \
+        --data_dir "${data_feats}/org/${x}/split${_nj}utt/JOB" --token_dir "${token_dir}" \
         --output_dir "${dir}/logdir/output.JOB" --decode_method "${decode_method}" \
         --beam_size "${beam_size}" --batch_size "${decode_batch_size}"
-    ${python} -m bljust.bin.decode --merge --nj "${_nj}" --data_dir "${data_feats}/${x}" \
+    ${python} -m bljust.bin.decode --merge --nj "${_nj}" --data_dir "${data_feats}/org/${x}" \
       --output_dir "${dir}"
   done
 fi
 
 if stage_on 8; then
   log "Stage 8: scoring with sclite"
-  for x in ${valid_set} ${test_sets}; do
+  for x in $(eval_sets); do
     dir=${asr_exp}/${inference_tag}/${x}
     ${python} -m bljust.bin.score --ref_dir "data/${x}" --hyp_dir "${dir}" --token_dir "${token_dir}"
   done
