@@ -143,7 +143,6 @@ if stage_on 3; then
         --out_dir "${out}/data" --name "feats.JOB" --fs "${fs}" "${fbank_opt[@]}"
     ${python} -m bljust.bin.extract_feats --merge --data_dir "data/${x}" --out_dir "${out}/data" \
       --nj "${_nj}" --dest "${out}"
-    utils/copy_data_dir.sh --keep-feats "data/${x}" "${out}"
     touch "${out}/.done"
   done
   ${train_cmd} "${data_feats}/org/${train_set_sp}/log/compute_cmvn.log" \

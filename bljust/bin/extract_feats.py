@@ -1,0 +1,113 @@
+"""Kaldi-compatible fbank features for a data directory, as Kaldi ark/scp.
+
+One job (what `${cmd} JOB=1:${nj}` runs) writes <out_dir>/<name>.{ark,scp} (+ .done,
+.failed, .utt2num_frames):
+  python -m bljust.bin.extract_feats --data_dir data/train/split4utt/JOB \
+      --out_dir dump/fbank/train/data --name feats.JOB
+(or --ark A --scp S for explicit paths), or, without a split data dir, job J of N:
+  python -m bljust.bin.extract_feats --data_dir data/train --out_dir dump/fbank/train/data --job J --nj N
+Then join the jobs into --dest (feats.scp, utt2num_frames, feat_dim, failed, and the
+text/utt2spk/spk2utt of the utterances with features); every utterance of the data dir
+must have features or a recorded reason:
+  python -m bljust.bin.extract_feats --merge --data_dir data/train --out_dir dump/fbank/train/data \
+      --nj 4 --dest dump/fbank/train
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+import torch
+import yaml
+
+from bljust.features.audio import utterance_ids
+from bljust.features.extract import FeatureError, extract_job, merge_jobs, split_ids
+from bljust.features.fbank import FbankOptions
+from bljust.utils.fileio import FormatError
+from bljust.utils.log import setup_logging
+
+
+def str2bool(s: str) -> bool:
+    if s.lower() in ("true", "1", "yes"):
+        return True
+    if s.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{s}'")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", required=True, help="Kaldi data dir (wav.scp, optional segments)")
+    p.add_argument("--ark", help="output ark of this job (with --scp)")
+    p.add_argument("--scp", help="output scp of this job (with --ark)")
+    p.add_argument("--out_dir", help="directory of the jobs' files <name>.{ark,scp}")
+    p.add_argument("--name", help="file stem of this job's output in --out_dir (default feats.<job>)")
+    p.add_argument("--job", type=int, help="1-based job index: take job's share of --data_dir (with --nj)")
+    p.add_argument("--nj", type=int, help="number of jobs")
+    p.add_argument("--merge", action="store_true", help="join the jobs' outputs feats.{1..nj}.scp of --out_dir")
+    p.add_argument("--dest", help="with --merge: the feature dir to write (default --out_dir)")
+    p.add_argument("--fbank_conf", help="YAML file of fbank options (see FbankOptions)")
+    p.add_argument("--fs", type=int, default=16000, help="expected sample rate")
+    p.add_argument("--resample", type=str2bool, default=False, help="resample other rates to --fs instead of failing")
+    p.add_argument("--strict", type=str2bool, default=False, help="fail on the first bad utterance instead of skipping")
+    p.add_argument("--num_threads", type=int, default=1, help="torch threads (jobs run in parallel: keep 1)")
+    p.add_argument("--verbose", type=int, default=1)
+    return p
+
+
+def _opts(args) -> FbankOptions:
+    conf = {}
+    if args.fbank_conf:
+        with open(args.fbank_conf, encoding="utf-8") as f:
+            conf = yaml.safe_load(f) or {}
+        if not isinstance(conf, dict):
+            raise ValueError(f"{args.fbank_conf}: expected a mapping of fbank options")
+    conf.setdefault("sample_rate", args.fs)
+    return FbankOptions.from_dict(conf)
+
+
+def _job_scp(out_dir: str, job: int) -> str:
+    return os.path.join(out_dir, f"feats.{job}.scp")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    torch.set_num_threads(args.num_threads)
+    try:
+        if args.merge:
+            if not (args.out_dir and args.nj):
+                raise ValueError("--merge needs --out_dir and --nj")
+            merge_jobs(args.data_dir, args.dest or args.out_dir,
+                       [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)])
+            return 0
+        opts = _opts(args)
+        only = None
+        if args.job is not None or args.nj is not None:
+            if not (args.job and args.nj and 1 <= args.job <= args.nj):
+                raise ValueError(f"--job must be within 1..--nj, got --job {args.job} --nj {args.nj}")
+            only = split_ids(utterance_ids(args.data_dir), args.job, args.nj)
+        if args.ark or args.scp:
+            if not (args.ark and args.scp):
+                raise ValueError("--ark and --scp go together")
+            ark, scp = args.ark, args.scp
+        elif args.out_dir and (args.name or args.job):
+            stem = os.path.join(args.out_dir, args.name or f"feats.{args.job}")
+            ark, scp = stem + ".ark", stem + ".scp"
+        else:
+            raise ValueError("give --out_dir with --name (or --job/--nj), or --ark and --scp")
+        for name in ("wav.scp",):
+            if not os.path.isfile(os.path.join(args.data_dir, name)):
+                raise ValueError(f"{args.data_dir} has no {name}")
+        extract_job(args.data_dir, ark, scp, opts, args.fs, args.resample, args.strict, only)
+        return 0
+    except (FeatureError, FormatError, ValueError, OSError) as e:
+        logging.error("%s", e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

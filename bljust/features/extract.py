@@ -1,0 +1,229 @@
+"""The feature stage: one job turns a data directory into an ark/scp pair; merge joins the jobs.
+
+A job writes `<ark>.tmp` and renames it when complete, then writes its scp, its list
+of failed utterances and, last, a done-marker that records a hash of its inputs and
+options. A re-run skips a job whose marker matches and redoes any other, so a job
+killed half-way never leaves an ark/scp that merge would trust.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import struct
+import time
+from typing import Dict, List, Optional, Set, Tuple
+
+import humanfriendly
+import numpy as np
+from typeguard import typechecked
+
+from bljust.features.audio import iter_utterances, utterance_ids
+from bljust.features.fbank import Fbank, FbankOptions, num_frames
+from bljust.utils.fileio import atomic_write, iter_table, write_table
+
+log = logging.getLogger(__name__)
+
+# Utterances are sent to the filterbank in batches of about this much audio.
+BATCH_SECONDS = 30.0
+
+
+class FeatureError(RuntimeError):
+    """An utterance failed under --strict, or merge found missing work."""
+
+
+def job_paths(scp: str) -> Dict[str, str]:
+    """Side files of a job, named after its scp: .done, .failed, .utt2num_frames."""
+    stem = scp[:-4] if scp.endswith(".scp") else scp
+    return {"done": stem + ".done", "failed": stem + ".failed", "utt2num_frames": stem + ".utt2num_frames"}
+
+
+def _fingerprint(data_dir: str, opts: FbankOptions, fs: int, allow_resample: bool, only: Optional[Set[str]]) -> str:
+    h = hashlib.sha1()
+    for name in ("wav.scp", "segments"):
+        p = os.path.join(data_dir, name)
+        if os.path.isfile(p):
+            with open(p, "rb") as f:
+                h.update(name.encode() + b"\0" + f.read())
+    h.update(json.dumps([dataclasses.asdict(opts), fs, allow_resample, sorted(only or [])]).encode())
+    return h.hexdigest()
+
+
+class _ArkWriter:
+    """Kaldi binary float matrices; the scp points at the final ark name while the data goes to a temp file."""
+
+    def __init__(self, ark: str) -> None:
+        self.ark = ark
+        self.tmp = ark + ".tmp"
+        self.f = open(self.tmp, "wb")
+        self.scp: List[Tuple[str, str]] = []
+
+    def write(self, key: str, mat: np.ndarray) -> None:
+        head = key.encode("utf-8") + b" "
+        offset = self.f.tell() + len(head)
+        rows, cols = mat.shape
+        self.f.write(head + b"\0BFM \x04" + struct.pack("<i", rows) + b"\x04" + struct.pack("<i", cols))
+        self.f.write(np.ascontiguousarray(mat, dtype="<f4").data)
+        self.scp.append((key, f"{self.ark}:{offset}"))
+
+    def commit(self) -> None:
+        # No fsync: the rename alone makes a killed job harmless, and forcing gigabytes of
+        # features to disk would stall the job for what only matters on a power cut.
+        self.f.close()
+        os.replace(self.tmp, self.ark)
+
+    def abort(self) -> None:
+        self.f.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
+@typechecked
+def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] = None, fs: int = 16000,
+                allow_resample: bool = False, strict: bool = False, only: Optional[Set[str]] = None) -> Dict:
+    """Computes fbank for every utterance of `data_dir` (or those in `only`) into ark/scp.
+
+    Returns a summary dict (also stored in the done-marker). Utterances that cannot be
+    read are skipped and listed with their reason in the job's .failed file, or raise
+    FeatureError when `strict`.
+    """
+    opts = opts or FbankOptions(sample_rate=fs)
+    if opts.sample_rate != fs:
+        raise ValueError(f"fbank sample_rate {opts.sample_rate} differs from fs {fs}")
+    side = job_paths(scp)
+    fp = _fingerprint(data_dir, opts, fs, allow_resample, only)
+    if os.path.isfile(side["done"]) and os.path.isfile(ark) and os.path.isfile(scp):
+        with open(side["done"], encoding="utf-8") as f:
+            done = json.load(f)
+        if done.get("fingerprint") == fp:
+            log.info("%s: already done (%d utterances, %d failed); skipping", scp, done["num_utts"],
+                     done["num_failed"])
+            return done
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(side["done"])  # from here on this job is not done, whatever happens
+    os.makedirs(os.path.dirname(os.path.abspath(ark)), exist_ok=True)
+    fbank = Fbank(opts)
+    writer = _ArkWriter(ark)
+    failed: List[Tuple[str, str]] = []
+    frames: Dict[str, int] = {}
+    batch: List[Tuple[str, np.ndarray]] = []
+    batch_samples = 0
+    audio_s = 0.0
+    t0 = last_log = time.perf_counter()
+
+    def flush() -> None:
+        nonlocal batch, batch_samples, last_log
+        feats = fbank.compute_many([w for _, w in batch], [k for k, _ in batch])
+        for (key, _), mat in zip(batch, feats):
+            writer.write(key, mat)
+            frames[key] = mat.shape[0]
+        batch, batch_samples = [], 0
+        if time.perf_counter() - last_log > 60:
+            last_log = time.perf_counter()
+            log.info("%d utterances done (%s of audio), %d skipped", len(frames),
+                     humanfriendly.format_timespan(audio_s), len(failed))
+
+    try:
+        for utt, wave, reason in iter_utterances(data_dir, fs, allow_resample, only):
+            if wave is not None and num_frames(len(wave), opts) == 0:
+                wave, reason = None, f"too short for one frame ({len(wave)} samples)"
+            if wave is None:
+                reason = " ".join(reason.split())  # one line per utterance in the .failed table
+                if strict:
+                    raise FeatureError(f"utterance '{utt}': {reason}")
+                log.warning("skipping utterance '%s': %s", utt, reason)
+                failed.append((utt, reason))
+                continue
+            batch.append((utt, wave))
+            batch_samples += len(wave)
+            audio_s += len(wave) / fs
+            if batch_samples >= BATCH_SECONDS * fs:
+                flush()
+        if batch:
+            flush()
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    write_table(scp, writer.scp, sort=True)
+    write_table(side["utt2num_frames"], {k: str(v) for k, v in frames.items()})
+    write_table(side["failed"], failed)
+    elapsed = time.perf_counter() - t0
+    summary = {"fingerprint": fp, "num_utts": len(frames), "num_failed": len(failed), "feat_dim": opts.feat_dim,
+               "audio_seconds": round(audio_s, 3)}
+    with atomic_write(side["done"]) as f:
+        json.dump(summary, f)
+    log.info("%s: %d utterances (%s of audio) in %s, %.0fx real time; %d skipped (listed in %s)", scp, len(frames),
+             humanfriendly.format_timespan(audio_s), humanfriendly.format_timespan(elapsed),
+             audio_s / max(elapsed, 1e-9), len(failed), side["failed"])
+    return summary
+
+
+def split_ids(ids: List[str], job: int, nj: int) -> Set[str]:
+    """The contiguous share of `ids` (in C order) that job `job` of `nj` (1-based) takes."""
+    ids = sorted(set(ids), key=lambda s: s.encode("utf-8"))
+    return set(ids[(job - 1) * len(ids) // nj: job * len(ids) // nj])
+
+
+@typechecked
+def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool = True) -> Dict:
+    """Joins job outputs into out_dir/{feats.scp, utt2num_frames, feat_dim, failed}.
+
+    With `copy_tables`, text, text.phn and utt2spk of `data_dir` are copied next to them,
+    keeping only utterances that have features, and spk2utt is rebuilt: out_dir is then
+    a consistent data directory with feats.scp in place of wav.scp.
+
+    Every utterance of `data_dir` must have features or a recorded reason; any job
+    without its done-marker, or an utterance with neither, is an error.
+    """
+    feats: Dict[str, str] = {}
+    nframes: Dict[str, str] = {}
+    failed: Dict[str, str] = {}
+    dims = set()
+    for scp in scps:
+        side = job_paths(scp)
+        if not os.path.isfile(side["done"]):
+            raise FeatureError(f"job output {scp} is incomplete (no {side['done']}); run the extraction again")
+        with open(side["done"], encoding="utf-8") as f:
+            dims.add(json.load(f)["feat_dim"])
+        for part, table in ((scp, feats), (side["utt2num_frames"], nframes)):
+            for k, v, lineno in iter_table(part):
+                if k in table:
+                    raise FeatureError(f"{part}:{lineno}: utterance '{k}' also appears in another job")
+                table[k] = v
+        for k, v, _ in iter_table(side["failed"]):
+            failed[k] = v
+    if len(dims) > 1:
+        raise FeatureError(f"jobs disagree on the feature dimension: {sorted(dims)}")
+    missing = [u for u in utterance_ids(data_dir) if u not in feats and u not in failed]
+    if missing:
+        raise FeatureError(f"{len(missing)} utterance(s) of {data_dir} have neither features nor a recorded reason "
+                           f"(first: {', '.join(missing[:5])}); were all jobs run?")
+    write_table(os.path.join(out_dir, "feats.scp"), feats)
+    write_table(os.path.join(out_dir, "utt2num_frames"), nframes)
+    write_table(os.path.join(out_dir, "failed"), failed)
+    with atomic_write(os.path.join(out_dir, "feat_dim")) as f:
+        f.write(f"{dims.pop() if dims else 0}\n")
+    if copy_tables:
+        _copy_tables(data_dir, out_dir, set(feats))
+    if failed:
+        log.warning("%d of %d utterances have no features; reasons in %s", len(failed), len(feats) + len(failed),
+                    os.path.join(out_dir, "failed"))
+    log.info("merged %d jobs: %d utterances into %s", len(scps), len(feats), os.path.join(out_dir, "feats.scp"))
+    return {"num_utts": len(feats), "num_failed": len(failed)}
+
+
+def _copy_tables(data_dir: str, out_dir: str, keep: Set[str]) -> None:
+    for name in ("text", "text.phn", "utt2spk"):
+        src = os.path.join(data_dir, name)
+        if os.path.isfile(src):
+            rows = [(k, v) for k, v, _ in iter_table(src, allow_empty_value=(name != "utt2spk")) if k in keep]
+            write_table(os.path.join(out_dir, name), rows)
+    if os.path.isfile(os.path.join(out_dir, "utt2spk")):
+        spk2utt: Dict[str, List[str]] = {}
+        for utt, spk, _ in iter_table(os.path.join(out_dir, "utt2spk")):
+            spk2utt.setdefault(spk, []).append(utt)
+        write_table(os.path.join(out_dir, "spk2utt"), {s: " ".join(u) for s, u in spk2utt.items()})

@@ -1,0 +1,73 @@
+import os
+
+import pytest
+
+from bljust.bin import train_tokenizer
+from bljust.text.token_list import read_token_list
+from bljust.text.tokenizer import Tokenizer
+
+SENTENCES = [
+    "the quick brown fox jumps over the lazy dog",
+    "a speech recognition toolkit for semi supervised training",
+    "bilevel training of the encoder with unlabeled speech",
+    "she sells sea shells by the sea shore",
+    "the lazy dog sleeps while the brown fox runs away",
+    "it's a toolkit for the researcher's recipes",
+] * 5
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    p = tmp_path / "text"
+    p.write_text("".join(f"utt{i:03d} {s}\n" for i, s in enumerate(SENTENCES)))
+    return str(p)
+
+
+@pytest.mark.parametrize("kind", [("bpe", "unigram", 60), ("bpe", "bpe", 60), ("char", "unigram", 0)])
+def test_round_trip_and_token_list(text_file, tmp_path, kind):
+    token_type, bpemode, nbpe = kind
+    out = str(tmp_path / "tok")
+    assert train_tokenizer.main(["--text", text_file, "--out_dir", out, "--token_type", token_type,
+                                 "--bpemode", bpemode, "--nbpe", str(nbpe or 10)]) == 0
+    tokens = read_token_list(os.path.join(out, "tokens.txt"))
+    assert tokens[:2] == ["<blank>", "<unk>"] and "<s>" not in tokens and "</s>" not in tokens
+    tok = Tokenizer.from_dir(out)
+    assert (tok.blank_id, tok.unk_id, tok.vocab_size) == (0, 1, len(tokens))
+    if token_type == "char":
+        assert set(tokens[2:]) == set("".join(SENTENCES).replace(" ", "")) | {"\u2581"}
+    else:
+        assert len(tokens) == nbpe + 1
+    for s in set(SENTENCES):
+        ids = tok.encode(s)
+        assert 0 not in ids and 1 not in ids
+        assert tok.ids_to_tokens(ids) == tok.tokens(s)
+        assert tok.decode(ids) == s
+    assert tok.decode([0] + tok.encode("the dog") + [0]) == "the dog"  # blanks are dropped
+
+
+def test_unknown_characters_map_to_unk(text_file, tmp_path):
+    out = str(tmp_path / "tok")
+    assert train_tokenizer.main(["--text", text_file, "--out_dir", out, "--token_type", "char"]) == 0
+    tok = Tokenizer.from_dir(out)
+    ids = tok.encode("the Zebra")  # "Z" never occurs in the training text
+    assert tok.unk_id in ids
+    assert tok.decode(ids) == "the <unk> ebra"
+
+
+def test_deterministic_and_skips_when_done(text_file, tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    for out in (a, b):
+        assert train_tokenizer.main(["--text", text_file, "--out_dir", out, "--nbpe", "50"]) == 0
+    for name in ("bpe.model", "tokens.txt"):
+        assert open(os.path.join(a, name), "rb").read() == open(os.path.join(b, name), "rb").read()
+    mtime = os.path.getmtime(os.path.join(a, "bpe.model"))
+    assert train_tokenizer.main(["--text", text_file, "--out_dir", a, "--nbpe", "50"]) == 0
+    assert os.path.getmtime(os.path.join(a, "bpe.model")) == mtime
+    assert train_tokenizer.main(["--text", text_file, "--out_dir", a, "--nbpe", "40"]) == 0  # new options: retrained
+    assert len(read_token_list(os.path.join(a, "tokens.txt"))) == 41
+    assert not [f for f in os.listdir(a) if f.startswith(".")]  # no temp files left behind
+
+
+def test_empty_text_is_an_error(tmp_path):
+    (tmp_path / "text").write_text("utt1\n")
+    assert train_tokenizer.main(["--text", str(tmp_path / "text"), "--out_dir", str(tmp_path / "o")]) == 1
