@@ -1,0 +1,319 @@
+"""Checkpoint formats of HuBERT / WavLM: torchaudio, fairseq (incl. Microsoft's WavLM) and Hugging Face.
+
+Everything is converted to the key names of torchaudio's `wav2vec2_model` /
+`wavlm_model` builders. Keys that belong to pre-training or fine-tuning heads
+(HuBERT's `label_embs_concat`/`final_proj`, mask embeddings, quantisers, CTC
+heads) are dropped on purpose and counted in the log; anything else that does not
+map is reported, so a checkpoint of another architecture fails loudly.
+
+The inverse direction (`export_state_dict`) writes a LASER fine-tuned upstream in
+the layout other toolkits (fairseq/s3prl, transformers) load.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import re
+import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("torchaudio", "fairseq", "huggingface")
+
+# torchaudio names, relative to these prefixes
+_FE = "feature_extractor.conv_layers."
+_TL = "encoder.transformer.layers."
+_POS = "encoder.transformer.pos_conv_embed.conv."
+# torch's weight_norm parametrisation: original0 is the norm g, original1 the direction v
+_G, _V = "parametrizations.weight.original0", "parametrizations.weight.original1"
+
+# keys of pre-training / fine-tuning heads that an upstream does not use
+_IGNORED = {
+    "fairseq": re.compile(r"^(label_embs_concat|final_proj\.|mask_emb|quantizer\.|project_q\.|target_glu\.|"
+                         r"(w2v_encoder\.)?proj\.)"),
+    "huggingface": re.compile(r"^(masked_spec_embed|lm_head\.|project_hid\.|project_q\.|quantizer\.|"
+                              r"label_embeddings_concat|final_proj\.)"),
+    # aux: torchaudio's CTC head; head: the LaserHead saved beside a LASER fine-tuned upstream
+    "torchaudio": re.compile(r"^(aux\.|head\.)"),
+}
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- reading
+def read_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
+    """torch.load with weights_only=True; a pickled object (fairseq's argparse
+    Namespace / omegaconf config) is only unpickled when the user trusts the file."""
+    if os.path.isdir(path):
+        cand = [os.path.join(path, n) for n in ("pytorch_model.bin", "model.safetensors")]
+        found = [c for c in cand if os.path.exists(c)]
+        if not found:
+            raise CheckpointError(f"{path}: directory holds neither pytorch_model.bin nor model.safetensors")
+        path = found[0]
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:  # not a dependency of bljust
+            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
+        return dict(load_file(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # what weights_only=True raises on a pickled object
+        if not trust:
+            raise CheckpointError(
+                f"{path}: cannot be read with weights_only=True (it pickles Python objects, e.g. a fairseq "
+                f"config): {str(e).splitlines()[0]}. If you trust this file, pass --trust_checkpoint."
+            ) from e
+        log.warning("%s: loading with weights_only=False because it was marked trusted; "
+                    "this runs code stored in the file", path)
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict, found {type(obj).__name__}")
+    return obj
+
+
+def _tensors_only(d: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    return {k: v for k, v in d.items() if isinstance(v, torch.Tensor)}
+
+
+def unwrap(obj: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint: fairseq and bljust put it under 'model',
+    others under 'state_dict'; a bare state dict is returned as is."""
+    for key in ("model", "state_dict"):
+        if isinstance(obj.get(key), dict) and any(isinstance(v, torch.Tensor) for v in obj[key].values()):
+            return _tensors_only(obj[key])
+    return _tensors_only(obj)
+
+
+def detect_format(sd: Dict[str, torch.Tensor]) -> str:
+    keys = list(sd)
+    if any(".transformer.layers." in k or "transformer.pos_conv_embed" in k for k in keys):
+        return "torchaudio"
+    if any("post_extract_proj" in k or ".self_attn." in k for k in keys):
+        return "fairseq"
+    if any("feature_projection.projection" in k or re.search(r"encoder\.layers\.\d+\.attention\.", k) for k in keys):
+        return "huggingface"
+    raise CheckpointError("cannot tell the checkpoint's format (torchaudio, fairseq or Hugging Face) from its keys; "
+                          f"first keys: {keys[:5]}")
+
+
+def detect_kind(sd: Dict[str, torch.Tensor]) -> str:
+    """'wavlm' if the checkpoint holds a gated relative position bias, else 'hubert'."""
+    return "wavlm" if any(re.search(r"(gru_rel_pos|grep_linear|grep_a|rel_attn_embed|relative_attention_bias)", k)
+                          for k in sd) else "hubert"
+
+
+# ----------------------------------------------------------------------------- to torchaudio
+def _strip_prefix(sd: Dict[str, torch.Tensor], anchor: str) -> Dict[str, torch.Tensor]:
+    """Removes whatever comes before `anchor` in the key that contains it (e.g. 'hubert.',
+    'w2v_encoder.w2v_model.', 'model.'), from every key that carries the same prefix."""
+    hits = [k for k in sd if k.endswith(anchor)]
+    if not hits:
+        return sd
+    prefix = hits[0][: -len(anchor)]
+    if not prefix:
+        return sd
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
+
+
+def _fairseq_key(k: str) -> Optional[str]:
+    m = re.fullmatch(r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", k)
+    if m:
+        return f"{_FE}{m[1]}.conv.{m[2]}"
+    # group norm (first layer only) is module 2; layer norm is module 2.1 (between two transposes)
+    m = re.fullmatch(r"feature_extractor\.conv_layers\.(\d+)\.2(?:\.1)?\.(weight|bias)", k)
+    if m:
+        return f"{_FE}{m[1]}.layer_norm.{m[2]}"
+    m = re.fullmatch(r"(layer_norm|post_extract_proj)\.(weight|bias)", k)
+    if m:
+        sub = "layer_norm" if m[1] == "layer_norm" else "projection"
+        return f"encoder.feature_projection.{sub}.{m[2]}"
+    m = re.fullmatch(r"encoder\.pos_conv\.0\.(bias|weight_g|weight_v)", k)
+    if m:
+        return _POS + {"bias": "bias", "weight_g": _G, "weight_v": _V}[m[1]]
+    m = re.fullmatch(r"encoder\.layer_norm\.(weight|bias)", k)
+    if m:
+        return f"encoder.transformer.layer_norm.{m[1]}"
+    m = re.fullmatch(r"encoder\.layers\.(\d+)\.(.+)", k)
+    if not m:
+        return None
+    i, rest = m[1], m[2]
+    table = [
+        (r"self_attn\.((?:q|k|v|out)_proj\.(?:weight|bias))", "attention.{}"),
+        (r"self_attn\.grep_linear\.(weight|bias)", "attention.gru_rel_pos_linear.{}"),
+        (r"self_attn\.grep_a", "attention.gru_rel_pos_const"),
+        (r"self_attn\.relative_attention_bias\.weight", "attention.rel_attn_embed.weight"),
+        (r"self_attn_layer_norm\.(weight|bias)", "layer_norm.{}"),
+        (r"fc1\.(weight|bias)", "feed_forward.intermediate_dense.{}"),
+        (r"fc2\.(weight|bias)", "feed_forward.output_dense.{}"),
+        (r"final_layer_norm\.(weight|bias)", "final_layer_norm.{}"),
+    ]
+    for pat, out in table:
+        mm = re.fullmatch(pat, rest)
+        if mm:
+            return f"{_TL}{i}." + out.format(*mm.groups())
+    return None
+
+
+def _hf_key(k: str) -> Optional[str]:
+    if k.startswith("feature_extractor.conv_layers."):
+        return k  # same layout as torchaudio: conv_layers.N.{conv,layer_norm}
+    m = re.fullmatch(r"feature_projection\.(layer_norm|projection)\.(weight|bias)", k)
+    if m:
+        return f"encoder.{k}"
+    m = re.fullmatch(r"encoder\.pos_conv_embed\.conv\."
+                     r"(bias|weight_g|weight_v|parametrizations\.weight\.original[01])", k)
+    if m:
+        return _POS + {"bias": "bias", "weight_g": _G, "weight_v": _V}.get(m[1], m[1])
+    m = re.fullmatch(r"encoder\.layer_norm\.(weight|bias)", k)
+    if m:
+        return f"encoder.transformer.layer_norm.{m[1]}"
+    m = re.fullmatch(r"encoder\.layers\.(\d+)\.(.+)", k)
+    if m and re.fullmatch(r"(attention\.((q|k|v|out)_proj\.(weight|bias)|gru_rel_pos_linear\.(weight|bias)|"
+                          r"gru_rel_pos_const|rel_attn_embed\.weight)|layer_norm\.(weight|bias)|"
+                          r"feed_forward\.(intermediate|output)_dense\.(weight|bias)|final_layer_norm\.(weight|bias))",
+                          m[2]):
+        return f"{_TL}{m[1]}.{m[2]}"
+    return None
+
+
+def _fuse_wavlm_qkv(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """WavLM in torchaudio keeps q, k, v in one nn.MultiheadAttention (in_proj_*, in
+    that order) and its output projection inside it."""
+    out = dict(sd)
+    layers = sorted({int(m[1]) for k in sd if (m := re.match(rf"{re.escape(_TL)}(\d+)\.attention\.q_proj\.", k))})
+    for i in layers:
+        p = f"{_TL}{i}.attention."
+        for t in ("weight", "bias"):
+            parts = [out.pop(f"{p}{n}_proj.{t}", None) for n in ("q", "k", "v")]
+            if any(x is None for x in parts):
+                raise CheckpointError(f"layer {i}: q/k/v projection {t} incomplete")
+            out[f"{p}attention.in_proj_{t}"] = torch.cat(parts, dim=0)
+            out[f"{p}attention.out_proj.{t}"] = out.pop(f"{p}out_proj.{t}")
+    return out
+
+
+def to_torchaudio(sd: Dict[str, torch.Tensor], fmt: Optional[str] = None, kind: Optional[str] = None
+                  ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Converts a state dict to torchaudio's names. Returns (state dict, keys that
+    mapped to nothing and are not known head keys)."""
+    fmt = fmt or detect_format(sd)
+    kind = kind or detect_kind(sd)
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    anchor = {"torchaudio": "feature_extractor.conv_layers.0.conv.weight",
+              "fairseq": "feature_extractor.conv_layers.0.0.weight",
+              "huggingface": "feature_extractor.conv_layers.0.conv.weight"}[fmt]
+    sd = _strip_prefix(sd, anchor)
+    mapper: Callable[[str], Optional[str]] = {
+        "torchaudio": lambda k: k if k.startswith(("feature_extractor.", "encoder.")) else None,
+        "fairseq": _fairseq_key, "huggingface": _hf_key}[fmt]
+    out: Dict[str, torch.Tensor] = {}
+    unknown: List[str] = []
+    ignored = 0
+    for k, v in sd.items():
+        new = mapper(k)
+        if new is not None:
+            out[new] = v
+        elif _IGNORED[fmt].match(k):
+            ignored += 1
+        else:
+            unknown.append(k)
+    if ignored:
+        log.info("dropped %d %s keys of pre-training/fine-tuning heads", ignored, fmt)
+    if kind == "wavlm" and fmt != "torchaudio":
+        out = _fuse_wavlm_qkv(out)
+    return out, unknown
+
+
+# ----------------------------------------------------------------------------- export
+def _split_wavlm_qkv(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    out = dict(sd)
+    for k in [k for k in sd if k.endswith(".attention.attention.in_proj_weight")]:
+        p = k[: -len("attention.in_proj_weight")]
+        for t in ("weight", "bias"):
+            q, kk, v = out.pop(f"{p}attention.in_proj_{t}").chunk(3, dim=0)
+            out[f"{p}q_proj.{t}"], out[f"{p}k_proj.{t}"], out[f"{p}v_proj.{t}"] = q, kk, v
+            out[f"{p}out_proj.{t}"] = out.pop(f"{p}attention.out_proj.{t}")
+    return out
+
+
+def _inverse_key(k: str, fmt: str, ln_mode: bool) -> str:
+    """Inverse of `_fairseq_key` / `_hf_key`; `ln_mode`: the extractor normalises every
+    conv layer with a layer norm (fairseq module 2.1) instead of one group norm (2)."""
+    if fmt == "huggingface":
+        if k.startswith("encoder.feature_projection."):
+            return k[len("encoder."):]
+        if k.startswith(_POS):
+            return "encoder.pos_conv_embed.conv." + {"bias": "bias", _G: "weight_g", _V: "weight_v"}[k[len(_POS):]]
+        return k.replace("encoder.transformer.", "encoder.")
+    # fairseq
+    m = re.fullmatch(rf"{re.escape(_FE)}(\d+)\.(conv|layer_norm)\.(weight|bias)", k)
+    if m:
+        return f"feature_extractor.conv_layers.{m[1]}.{'0' if m[2] == 'conv' else ('2.1' if ln_mode else '2')}.{m[3]}"
+    if k.startswith("encoder.feature_projection."):
+        sub, t = k.split(".")[-2:]
+        return f"{'layer_norm' if sub == 'layer_norm' else 'post_extract_proj'}.{t}"
+    if k.startswith(_POS):
+        return "encoder.pos_conv.0." + {"bias": "bias", _G: "weight_g", _V: "weight_v"}[k[len(_POS):]]
+    if k.startswith("encoder.transformer.layer_norm."):
+        return "encoder.layer_norm." + k.split(".")[-1]
+    m = re.fullmatch(rf"{re.escape(_TL)}(\d+)\.(.+)", k)
+    if not m:
+        raise CheckpointError(f"no fairseq name for {k}")
+    rest = m[2]
+    for a, b in (("attention.gru_rel_pos_linear", "self_attn.grep_linear"),
+                 ("attention.gru_rel_pos_const", "self_attn.grep_a"),
+                 ("attention.rel_attn_embed", "self_attn.relative_attention_bias"),
+                 ("attention.", "self_attn."), ("layer_norm.", "self_attn_layer_norm."),
+                 ("feed_forward.intermediate_dense.", "fc1."), ("feed_forward.output_dense.", "fc2.")):
+        if rest.startswith(a):
+            rest = b + rest[len(a):]
+            break
+    return f"encoder.layers.{m[1]}.{rest}"
+
+
+def export_state_dict(sd: Dict[str, torch.Tensor], fmt: str, kind: str, prefix: str = "") -> Dict[str, torch.Tensor]:
+    """torchaudio-named state dict -> fairseq ('model' of a fairseq checkpoint) or
+    Hugging Face names (`prefix` 'hubert.'/'wavlm.' for the *ForCTC layout)."""
+    if fmt == "torchaudio":
+        return {prefix + k: v for k, v in sd.items()}
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if kind == "wavlm":
+        sd = _split_wavlm_qkv(sd)
+    ln_mode = f"{_FE}1.layer_norm.weight" in sd
+    return {prefix + _inverse_key(k, fmt, ln_mode): v for k, v in sd.items()}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Converts a checkpoint to another format (e.g. a LASER fine-tuned upstream for s3prl)."""
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--to", choices=FORMATS, required=True)
+    p.add_argument("--prefix", default="")
+    p.add_argument("--trust_checkpoint", action="store_true")
+    a = p.parse_args(argv)
+    sd = unwrap(read_checkpoint(a.src, trust=a.trust_checkpoint))
+    kind = detect_kind(sd)
+    ta, unknown = to_torchaudio(sd, kind=kind)
+    if unknown:
+        raise CheckpointError(f"{a.src}: keys that map to nothing: {unknown[:20]}")
+    out = export_state_dict(ta, a.to, kind, a.prefix)
+    obj: Dict[str, Any] = {"model": out} if a.to == "fairseq" else out
+    tmp = a.dst + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, a.dst)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
