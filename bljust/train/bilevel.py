@@ -107,8 +107,13 @@ class PBGD:
 
     def __init__(self, cfg: PBGDConfig, groups: ParamGroups, f: LossFn, g: LossFn,
                  opt_ll: torch.optim.Optimizer, opt_ul: torch.optim.Optimizer,
-                 opt_ft: torch.optim.Optimizer) -> None:
+                 opt_ft: torch.optim.Optimizer,
+                 on_step: Optional[Callable[[torch.optim.Optimizer], None]] = None,
+                 reduce_grads: Optional[Callable[[List[torch.Tensor]], List[torch.Tensor]]] = None) -> None:
+        """on_step(opt) runs after each optimiser step (learning-rate schedules);
+        reduce_grads sums gradients over data-parallel ranks before each step."""
         self.cfg, self.groups, self.f, self.g = cfg, groups, f, g
+        self.on_step, self.reduce_grads = on_step, reduce_grads
         self.opt_ll, self.opt_ul, self.opt_ft = opt_ll, opt_ul, opt_ft
         self.v_hat = math.inf
         self.passes = {"sup": 0, "unsup": 0}  # encoder forward/backward passes, for fair comparisons
@@ -116,11 +121,15 @@ class PBGD:
     # ------------------------------------------------------------------ pieces
     def _apply(self, opt: torch.optim.Optimizer, params: Sequence[nn.Parameter],
                grads: Sequence[torch.Tensor]) -> float:
+        if self.reduce_grads is not None:
+            grads = self.reduce_grads(list(grads))
         for p, gr in zip(params, grads):
             p.grad = gr.detach().to(p.dtype)
         norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)) if self.cfg.grad_clip > 0 else 0.0
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if self.on_step is not None:
+            self.on_step(opt)
         return norm
 
     def _eval_g(self) -> Tuple[torch.Tensor, Dict[str, float]]:
@@ -181,11 +190,10 @@ class PBGD:
             g_val = float(g.detach())
             gg = _grads(g, self.groups.lower())
         scale = min(1.0, 1.0 / gamma) if self.cfg.normalize and gamma > 0 else 1.0
-        n_phi = len(self.groups.phi)
         gf_theta, gf_phi = gf[:n_theta], gf[n_theta:]
         gg_theta, gg_eta = gg[:n_theta], gg[n_theta:]
         direction = ([scale * (a + gamma * b) for a, b in zip(gf_theta, gg_theta)]
-                     + [scale * a for a in gf_phi[:n_phi]]
+                     + [scale * a for a in gf_phi]
                      + [scale * gamma * b for b in gg_eta])
         self._apply(self.opt_ul, params, direction)
         nf, ng = _norm(gf_theta), _norm(gg_theta)

@@ -1,0 +1,135 @@
+"""Cost of one BL-JUST joint step against the passes it is made of.
+
+A joint step with K = 1 is one lower-level step (an unsupervised forward/backward
+and an optimiser step) and one upper-level step (a supervised and an unsupervised
+forward/backward, the penalised direction, an optimiser step). On the same
+batches this prints the time of that step and of the three forward/backward
+passes measured one by one; the last line is `overhead: X.XX`, the ratio of the
+joint step to the sum of the passes (goal: at most 1.10).
+
+    tools/venv/bin/python test/bench/bench_bilevel.py [--config small|librispeech] [--unsup cpc|bestrq]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from bljust.nets.asr_model import ASRModel
+from bljust.train.bilevel import PBGD, PBGDConfig, ParamGroups
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SIZES = {
+    # (encoder, batch, frames)
+    "small": (dict(d_model=144, num_heads=4, ffn_dim=576, num_layers=4, kernel_size=15, dropout=0.1), 16, 400),
+    "librispeech": (dict(d_model=512, num_heads=8, ffn_dim=2048, num_layers=7, kernel_size=31, dropout=0.1), 8, 800),
+}
+
+
+def make_unsup(name: str, model: ASRModel) -> torch.nn.Module:
+    if name == "cpc":
+        from bljust.losses.cpc import CPCLoss
+
+        return CPCLoss(model.encoder.output_dim)
+    from bljust.losses.bestrq import BestRQLoss
+
+    return BestRQLoss(model.encoder.output_dim, model.input_dim, stack=4)
+
+
+def batches(n: int, b: int, t: int, vocab: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        lens = torch.randint(t // 2, t + 1, (b,), generator=g)
+        lens[0] = t
+        feats = torch.randn(b, t, 80, generator=g)
+        ys = torch.randint(1, vocab, (b, t // 16), generator=g)
+        out.append((feats, lens, ys, torch.full((b,), t // 16)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="small", choices=sorted(SIZES))
+    ap.add_argument("--unsup", default="cpc", choices=["cpc", "bestrq"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    enc, b, t = SIZES[args.config]
+    torch.manual_seed(0)
+    model = ASRModel(80, 256, encoder=enc).to(device)
+    unsup = make_unsup(args.unsup, model).to(device)
+    lab = [tuple(x.to(device) for x in bt) for bt in batches(args.repeats + 1, b, t, 256, 1)]
+    unl = [tuple(x.to(device) for x in bt) for bt in batches(2 * (args.repeats + 1), b, t, 256, 2)]
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def sup_pass(i):
+        feats, lens, ys, ylens = lab[i]
+        loss, _ = model(feats, lens, ys, ylens)
+        loss.backward()
+
+    def unsup_pass(i):
+        feats, lens, _, _ = unl[i]
+        loss, _ = unsup(model, feats, lens)
+        loss.backward()
+
+    # the joint step, fed the same batches in the same order
+    cursor = {"lab": 0, "unl": 0}
+
+    def f():
+        feats, lens, ys, ylens = lab[cursor["lab"]]
+        cursor["lab"] += 1
+        return model(feats, lens, ys, ylens)
+
+    def g():
+        feats, lens, _, _ = unl[cursor["unl"]]
+        cursor["unl"] += 1
+        return unsup(model, feats, lens)
+
+    groups = ParamGroups(theta=list(model.encoder.parameters()), phi=list(model.ctc_head.parameters()),
+                         eta=list(unsup.parameters()))
+    opts = [torch.optim.AdamW(ps, lr=1e-4) for ps in (groups.lower(), groups.upper(), groups.finetune())]
+    algo = PBGD(PBGDConfig(n1=0, n2=10 ** 6, k=1), groups, f, g, *opts)
+
+    passes, joint = [], []
+    for r in range(args.repeats + 1):  # round 0 warms up
+        for p in list(model.parameters()) + list(unsup.parameters()):
+            p.grad = None
+        sync()
+        t0 = time.perf_counter()
+        sup_pass(r)
+        unsup_pass(2 * r)
+        unsup_pass(2 * r + 1)
+        sync()
+        t1 = time.perf_counter()
+        for p in list(model.parameters()) + list(unsup.parameters()):
+            p.grad = None
+        cursor.update(lab=r, unl=2 * r)
+        sync()
+        t2 = time.perf_counter()
+        algo.step(0)
+        sync()
+        t3 = time.perf_counter()
+        if r:
+            passes.append(t1 - t0)
+            joint.append(t3 - t2)
+    sp, sj = statistics.median(passes), statistics.median(joint)
+    nparam = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"device: {device} ({torch.get_num_threads()} threads), config {args.config} ({nparam:.1f}M params), "
+          f"unsup {args.unsup}, batch {b} x {t} frames")
+    print(f"sum of passes (1 supervised + 2 unsupervised fwd/bwd): {sp * 1000:.1f} ms (median of {args.repeats})")
+    print(f"BL-JUST joint step (K=1, exact):                    {sj * 1000:.1f} ms (median of {args.repeats})")
+    print(f"overhead: {sj / sp:.2f}")
+
+
+if __name__ == "__main__":
+    main()
