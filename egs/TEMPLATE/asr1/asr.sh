@@ -14,7 +14,8 @@
 #   5  tokenizer and token list        data/token_list/<tag>
 #   6  training                        exp/asr_<tag>
 #   7  decoding                        exp/asr_<tag>/decode_<inference_tag>/<set>
-#   8  scoring with sclite             .../score_{wer,cer,ter}/result.txt, RESULTS.md
+#   8  scoring with sclite             .../score_{wer,cer,ter}/result.txt, exp/RESULTS.md
+#   9  comparison (optional)           exp/compare/<method>, exp/compare/RESULTS.md
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (asr.sh:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2; }
@@ -24,7 +25,7 @@ run_args=$(printf '%q ' "$0" "$@")
 
 # General
 stage=1                 # first stage to run
-stop_stage=8            # last stage to run
+stop_stage=8            # last stage to run (9, the comparison, runs when asked for)
 nj=4                    # parallel jobs for data and feature stages
 inference_nj=4          # parallel jobs for decoding
 ngpu=0                  # GPUs for training (0: CPU)
@@ -55,9 +56,15 @@ bpemode=unigram         # unigram or bpe
 bpe_train_text=         # default: data/${train_set}/text
 
 # Training
-asr_config=             # training YAML
+asr_config=             # training YAML (one experiment)
+asr_configs=            # several training YAMLs, one experiment each (default: asr_config)
 asr_args=               # extra options for bljust.bin.train, e.g. "--optim.lr 1e-3"
-asr_tag=                # experiment name (default: the config's name)
+asr_tag=                # experiment name when there is one config (default: the config's name)
+
+# Comparison (stage 9): the methods trained on the same split with the same number
+# of encoder forward/backward passes, decoded, scored, and tabulated
+compare_configs=        # e.g. "conf/compare/supervised.yaml conf/compare/bljust_cpc.yaml"
+compare_passes=3000     # encoder forward/backward passes each method may spend
 
 # Decoding
 decode_method=beam      # greedy or beam
@@ -65,6 +72,7 @@ beam_size=10
 decode_batch_size=8
 inference_model=model.pth
 inference_tag=
+score_opts=             # extra options for bljust.bin.score (a set's stm and glm are used when present)
 
 help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets \"<sets>\" --asr_config <yaml> [options]
 Runs stages ${stage}..${stop_stage} of the bljust ASR recipe; see the top of this file for the stages
@@ -75,7 +83,7 @@ and every option's default. Common: --stage N --stop_stage N --nj N --ngpu N."
 . utils/parse_options.sh
 
 [ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 2; }
-last_stage=8
+last_stage=9
 if [ "${stage}" -gt "${last_stage}" ] || [ "${stop_stage}" -lt 1 ]; then
   log "stages ${stage}..${stop_stage} do not exist: this driver has stages 1..${last_stage} (see the top of asr.sh)"
   exit 2
@@ -88,8 +96,13 @@ data_feats=${dumpdir}/fbank
 if [ "${token_type}" = char ]; then token_tag=char; else token_tag=${token_type}_${bpemode}${nbpe}; fi
 token_dir=data/token_list/${token_tag}
 [ -n "${bpe_train_text}" ] || bpe_train_text=data/${train_set}/text
-[ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config:-train}" .yaml)
-asr_exp=${expdir}/asr_${asr_tag}
+[ -n "${asr_configs}" ] || asr_configs=${asr_config}
+if [ -n "${asr_tag}" ] && [ "$(echo ${asr_configs} | wc -w)" -gt 1 ]; then
+  log "--asr_tag names one experiment, but --asr_configs has several"; exit 2
+fi
+exp_of() {  # the experiment folder of a training config
+  if [ -n "${asr_tag}" ]; then echo "${expdir}/asr_${asr_tag}"; else echo "${expdir}/asr_$(basename "$1" .yaml)"; fi
+}
 [ -n "${inference_tag}" ] || inference_tag=decode_${decode_method}$([ "${decode_method}" = beam ] && echo "${beam_size}")_$(basename "${inference_model}" .pth)
 fbank_opt=()
 [ -n "${fbank_conf}" ] && fbank_opt=(--fbank_conf "${fbank_conf}")
@@ -169,48 +182,86 @@ if stage_on 5; then
     --bpemode "${bpemode}" --nbpe "${nbpe}" --out_dir "${token_dir}"
 fi
 
-if stage_on 6; then
-  [ -n "${asr_config}" ] || { log "--asr_config is required for training"; exit 2; }
-  log "Stage 6: training ${asr_exp} with ${asr_config} (ngpu=${ngpu}, num_nodes=${num_nodes})"
-  write_replay "${asr_exp}" 6
-  unlab_opt=()
+train_one() {  # train_one <config> <exp dir> <stage> [extra options for bljust.bin.train...]
+  local cfg=$1 exp=$2 st=$3; shift 3
+  log "training ${exp} with ${cfg} (ngpu=${ngpu}, num_nodes=${num_nodes})"
+  write_replay "${exp}" "${st}"
+  local unlab_opt=()
   [ -n "${unlab_set}" ] && unlab_opt=(--unlab_data_dir "${data_feats}/${unlab_set}")
   # shellcheck disable=SC2086
-  ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/train.log" \
-    ${python} -m bljust.bin.train --config "${asr_config}" \
+  ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+    ${python} -m bljust.bin.train --config "${cfg}" \
       --train_data_dir "${data_feats}/${train_set_sp}" --valid_data_dir "${data_feats}/${valid_set}" \
       "${unlab_opt[@]}" --token_dir "${token_dir}" --cmvn "${data_feats}/${train_set_sp}/cmvn.ark" \
-      --output_dir "${asr_exp}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" ${asr_args}
-fi
+      --output_dir "${exp}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" ${asr_args} "$@"
+}
 
-if stage_on 7; then
-  log "Stage 7: ${decode_method} decoding of ${test_sets} with ${asr_exp}/${inference_model}"
+decode_one() {  # decode_one <exp dir> <stage>
+  local exp=$1 st=$2 x dir _nj
   for x in $(eval_sets); do
-    dir=${asr_exp}/${inference_tag}/${x}
-    write_replay "${dir}" 7
+    dir=${exp}/${inference_tag}/${x}
+    write_replay "${dir}" "${st}"
     # evaluation sets are decoded unfiltered (from org/): every utterance is scored
     _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/org/${x}/feats.scp")")
     utils/split_data.sh --per-utt "${data_feats}/org/${x}" "${_nj}"
     ${decode_cmd} JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
-      ${python} -m bljust.bin.decode --model_file "${asr_exp}/${inference_model}" \
+      ${python} -m bljust.bin.decode --model_file "${exp}/${inference_model}" \
         --data_dir "${data_feats}/org/${x}/split${_nj}utt/JOB" --token_dir "${token_dir}" \
         --output_dir "${dir}/logdir/output.JOB" --decode_method "${decode_method}" \
         --beam_size "${beam_size}" --batch_size "${decode_batch_size}"
     ${python} -m bljust.bin.decode --merge --nj "${_nj}" --data_dir "${data_feats}/org/${x}" \
       --output_dir "${dir}"
   done
+}
+
+score_one() {  # score_one <exp dir>
+  local exp=$1 x opts
+  for x in $(eval_sets); do
+    opts=()  # a set with an stm (TED-LIUM) is scored against it, through its glm
+    [ -f "data/${x}/stm" ] && opts+=(--stm "data/${x}/stm")
+    [ -f "data/${x}/glm" ] && opts+=(--glm "data/${x}/glm")
+    # shellcheck disable=SC2086
+    ${python} -m bljust.bin.score --ref_dir "data/${x}" --hyp_dir "${exp}/${inference_tag}/${x}" \
+      --token_dir "${token_dir}" "${opts[@]}" ${score_opts}
+  done
+  ${python} -m bljust.bin.make_results "${exp}"
+}
+
+if stage_on 6 || stage_on 7 || stage_on 8; then
+  [ -n "${asr_configs}" ] || { log "--asr_config (or --asr_configs) is required for stages 6-8"; exit 2; }
+fi
+
+if stage_on 6; then
+  log "Stage 6: training (${asr_configs})"
+  for cfg in ${asr_configs}; do train_one "${cfg}" "$(exp_of "${cfg}")" 6; done
+fi
+
+if stage_on 7; then
+  log "Stage 7: ${decode_method} decoding of $(eval_sets | xargs) with ${inference_model}"
+  for cfg in ${asr_configs}; do decode_one "$(exp_of "${cfg}")" 7; done
 fi
 
 if stage_on 8; then
   log "Stage 8: scoring with sclite"
-  for x in $(eval_sets); do
-    dir=${asr_exp}/${inference_tag}/${x}
-    ${python} -m bljust.bin.score --ref_dir "data/${x}" --hyp_dir "${dir}" --token_dir "${token_dir}"
-  done
-  ${python} -m bljust.bin.make_results "${asr_exp}"
+  for cfg in ${asr_configs}; do score_one "$(exp_of "${cfg}")"; done
   ${python} -m bljust.bin.make_results "${expdir}" --out "${expdir}/RESULTS.md"
-  log "results: ${asr_exp}/RESULTS.md"
-  cat "${asr_exp}/RESULTS.md"
+  log "results: ${expdir}/RESULTS.md"
+  cat "${expdir}/RESULTS.md"
+fi
+
+if stage_on 9; then
+  [ -n "${compare_configs}" ] || { log "stage 9 needs --compare_configs"; exit 2; }
+  log "Stage 9: comparison at ${compare_passes} encoder passes each: ${compare_configs}"
+  tags=()
+  for cfg in ${compare_configs}; do
+    exp=${expdir}/compare/$(basename "${cfg}" .yaml)
+    train_one "${cfg}" "${exp}" 9 --bilevel.budget_passes "${compare_passes}"
+    decode_one "${exp}" 9
+    score_one "${exp}"
+    tags+=("${exp}")
+  done
+  ${python} -m bljust.bin.compare_results --out "${expdir}/compare/RESULTS.md" "${tags[@]}"
+  cat "${expdir}/compare/RESULTS.md"
 fi
 
 log "Successfully finished stages ${stage}..${stop_stage} [elapsed ${SECONDS}s]"

@@ -1,0 +1,74 @@
+"""One table for the methods of a comparison run: method, dev/test WER, wall time, passes.
+
+    python -m bljust.bin.compare_results --out exp/compare/RESULTS.md exp/compare/supervised exp/compare/bljust_cpc ...
+
+Each experiment folder must hold train_summary.yaml (written by the trainer when it
+finishes: method, encoder passes, wall time) and its scored decodings
+(.../score_wer/result.txt). Rerunnable at any time.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+import humanfriendly
+import yaml
+
+from bljust.score.results import collect
+from bljust.utils.fileio import atomic_write
+from bljust.utils.log import setup_logging
+
+
+def summarise(exp: str) -> Dict[str, Any]:
+    path = os.path.join(exp, "train_summary.yaml")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: has training of {exp} finished?")
+    with open(path, encoding="utf-8") as f:
+        summ = yaml.safe_load(f) or {}
+    wer: Dict[str, float] = {}
+    for metrics in collect(exp).values():
+        for name, row in metrics.get("wer", []):
+            wer[name.split("/")[-1]] = float(row["Err"])
+    return {"exp": exp, **summ, "wer": wer}
+
+
+def render(rows: List[Dict[str, Any]], sets: Optional[List[str]] = None) -> str:
+    sets = sets or sorted({s for r in rows for s in r["wer"]}, key=lambda s: (not s.startswith("dev"), s))
+    head = ["method", *[f"{s} WER" for s in sets], "wall time", "passes (sup + unsup = total)", "steps"]
+    lines = ["# Comparison at equal encoder passes", "",
+             "Every method trained on the same labeled/unlabeled split; a pass is one encoder "
+             "forward/backward on one batch (labeled or unlabeled).", "",
+             "|" + "|".join(head) + "|", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for r in rows:
+        ps, pu = int(r.get("passes_sup", 0)), int(r.get("passes_unsup", 0))
+        cells = [f"{r.get('label', os.path.basename(r['exp']))}",
+                 *[f"{r['wer'][s]:.1f}" if s in r["wer"] else "-" for s in sets],
+                 humanfriendly.format_timespan(float(r.get("wall_seconds", 0)), max_units=2),
+                 f"{ps} + {pu} = {ps + pu}", str(r.get("steps", "-"))]
+        lines.append("|" + "|".join(cells) + "|")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("exps", nargs="+", help="experiment folders")
+    ap.add_argument("--out", required=True, help="Markdown file to write")
+    args = ap.parse_args(argv)
+    setup_logging(1)
+    try:
+        rows = [summarise(e) for e in args.exps]
+    except (FileNotFoundError, ValueError) as e:
+        logging.error("%s", e)
+        return 1
+    text = render(rows)
+    with atomic_write(args.out) as f:
+        f.write(text)
+    logging.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

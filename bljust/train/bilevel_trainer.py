@@ -1,0 +1,326 @@
+"""The BL-JUST training loop: two batch streams, the PBGD schedule, validation, exact resume.
+
+The update rules live in bilevel.py; this module feeds them (a labeled and an
+unlabeled stream that cycle independently, each with its own epoch and position),
+logs every quantity SPEC.md asks for, validates every `valid_interval` steps, and
+checkpoints everything a resumed run needs (step, both streams, the three
+optimisers and their schedules, v̂, RNG states). Validation, checkpoint
+selection, averaging and curves are the supervised trainer's.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import humanfriendly
+import numpy as np
+import torch
+from torch import nn
+
+from bljust.data.batching import epoch_order, make_batches, shard
+from bljust.data.dataset import ASRDataset, collate
+from bljust.nets.asr_model import ASRModel
+from bljust.train import distributed as D
+from bljust.train.bilevel import PBGD, PBGDConfig, ParamGroups
+from bljust.train.checkpoint import rng_state, save_atomic, set_rng_state
+from bljust.train.schedulers import build_optimizer, build_scheduler
+from bljust.train.trainer import Trainer, TooManyBadSteps, _autocast
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class BatchStream:
+    """Endless length-bucketed batches of one dataset; (epoch, pos) is all its state."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, lengths: Dict[str, int], batching: Dict[str, Any],
+                 seed: int, dist: D.DistInfo) -> None:
+        self.dataset, self.seed, self.dist = dataset, seed, dist
+        self.batches = make_batches(lengths, int(batching["batch_bins"]), int(batching.get("max_batch_size", 0)),
+                                    min_batch_size=dist.world_size)
+        self.epoch, self.pos = 1, 0
+        self._order: Tuple[int, List[int]] = (0, [])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def next(self) -> Dict[str, Any]:
+        if self.pos >= len(self.batches):
+            self.epoch, self.pos = self.epoch + 1, 0
+        if self._order[0] != self.epoch:
+            self._order = (self.epoch, epoch_order(len(self.batches), self.seed, self.epoch))
+        keys = shard(self.batches[self._order[1][self.pos]], self.dist.rank, self.dist.world_size)
+        self.pos += 1
+        b = collate([self.dataset[k] for k in keys])
+        b["global_size"] = len(self.batches[self._order[1][self.pos - 1]])
+        return b
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, st: Dict[str, int]) -> None:
+        self.epoch, self.pos = int(st["epoch"]), int(st["pos"])
+
+
+def build_unsup_loss(conf: Dict[str, Any], model: ASRModel) -> nn.Module:
+    conf = dict(conf)
+    name = conf.pop("name", "cpc")
+    if name == "cpc":
+        from bljust.losses.cpc import CPCLoss
+
+        return CPCLoss(model.encoder.output_dim, **conf)
+    if name == "bestrq":
+        from bljust.losses.bestrq import BestRQLoss
+
+        return BestRQLoss(model.encoder.output_dim, model.input_dim, stack=model.encoder.subsample.rate, **conf)
+    raise ValueError(f"unknown unsup.name '{name}' (cpc, bestrq)")
+
+
+def phase_steps(bc: Dict[str, Any], n_lab: int, n_unlab: int) -> Dict[str, int]:
+    """Phase lengths in steps, from (in order of precedence) a budget of encoder passes
+    split by `budget_fractions`, `<phase>_epochs` (explore: of the unlabeled stream,
+    joint and fine-tune: of the labeled one), or the steps themselves."""
+    if bc.get("budget_passes"):
+        budget = float(bc["budget_passes"])
+        fr = [float(x) for x in bc.get("budget_fractions") or (0.25, 0.5, 0.25)]
+        if len(fr) != 3 or min(fr) < 0 or sum(fr) <= 0:
+            raise ValueError(f"bilevel.budget_fractions must be 3 non-negative numbers, got {fr}")
+        fr = [x / sum(fr) for x in fr]
+        k = int(bc.get("k", 1))
+        # passes per joint step: K lower-level g passes, one f, and one g unless it is reused
+        per_joint = k + 1 + (0 if bc.get("reuse_lower_grad") and k > 0 else 1)
+        return {"n1": int(round(fr[0] * budget)), "n2": int(round(fr[1] * budget / per_joint)),
+                "n3": int(round(fr[2] * budget))}
+    out = {}
+    for key, per_epoch in (("n1", n_unlab), ("n2", n_lab), ("n3", n_lab)):
+        ep = bc.get(f"{key}_epochs")
+        out[key] = int(round(float(ep) * per_epoch)) if ep is not None else int(bc.get(key, 0))
+    return out
+
+
+class BilevelTrainer(Trainer):
+    def __init__(self, config: Dict[str, Any], model: ASRModel, train_set: ASRDataset, unlab_set: Any,
+                 valid_set: Optional[ASRDataset], tokenizer: Any, dist: D.DistInfo, device: torch.device) -> None:
+        self.conf, self.tc = config, config["trainer"]
+        self.out = config["output_dir"]
+        self.model, self.train_set, self.valid_set, self.tok = model, train_set, valid_set, tokenizer
+        self.dist, self.device = dist, device
+        self.seed = int(config["seed"])
+        self.amp = str(self.tc.get("amp", "none"))
+        if self.amp == "fp16":
+            raise ValueError("BL-JUST training supports trainer.amp none or bf16 (fp16 needs a scaler per level)")
+        self.lab = BatchStream(train_set, train_set.lengths, config["batching"], self.seed, dist)
+        self.unlab = BatchStream(unlab_set, unlab_set.lengths, config.get("unlab_batching") or config["batching"],
+                                 self.seed + 1, dist)
+        bc = dict(config["bilevel"])
+        steps = phase_steps(bc, len(self.lab), len(self.unlab))
+        known = set(PBGDConfig.__dataclass_fields__) - {"n1", "n2", "n3"}
+        self.pcfg = PBGDConfig(**{**{k: v for k, v in bc.items() if k in known}, **steps})
+        self.unsup = build_unsup_loss(config["unsup"], model).to(device)
+        groups = ParamGroups(theta=list(model.encoder.parameters()), phi=list(model.ctc_head.parameters()),
+                             eta=[p for p in self.unsup.parameters() if p.requires_grad])
+        total = self.pcfg.total_steps
+        self.opts, self.scheds = {}, {}
+        for name, params, n in (("ll", groups.lower(), self.pcfg.n1 + self.pcfg.n2 * self.pcfg.k),
+                                ("ul", groups.upper(), self.pcfg.n2), ("ft", groups.finetune(), self.pcfg.n3)):
+            self.opts[name] = build_optimizer(params, config[f"optim_{name}"])
+            self.scheds[name] = build_scheduler(self.opts[name], config.get(f"scheduler_{name}") or {"name": "constant"},
+                                                max(1, n))
+        self.pbgd = PBGD(self.pcfg, groups, self._f, self._g, self.opts["ll"], self.opts["ul"], self.opts["ft"],
+                         on_step=self._on_opt_step, reduce_grads=self._allreduce if dist.enabled else None)
+        self.state: Dict[str, Any] = {"step": 0, "round": 1, "bad_losses": 0, "history": [], "curve": [],
+                                      "log": [], "epoch_loss_sum": 0.0, "epoch_utts": 0, "wall": 0.0}
+        self._t_mark = time.time()
+        self.ckpt_path = os.path.join(self.out, "checkpoint.pth")
+        if os.path.isfile(self.ckpt_path):
+            self._resume()
+        else:
+            random.seed(self.seed + dist.rank)
+            np.random.seed(self.seed + dist.rank)
+            torch.manual_seed(self.seed + dist.rank)
+        logger.info("BL-JUST schedule: explore %d, joint %d (K=%d, gamma %s %.3g->%.3g), fine-tune %d steps; "
+                    "%d labeled / %d unlabeled batches per epoch", self.pcfg.n1, self.pcfg.n2, self.pcfg.k,
+                    self.pcfg.gamma_schedule, self.pcfg.gamma0, self.pcfg.gamma_max, self.pcfg.n3,
+                    len(self.lab), len(self.unlab))
+
+    # ---------------------------------------------------------------- the two losses
+    def _on_opt_step(self, opt: torch.optim.Optimizer) -> None:
+        for name, o in self.opts.items():
+            if o is opt:
+                self.scheds[name].step()
+
+    def _allreduce(self, grads: List[torch.Tensor]) -> List[torch.Tensor]:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        out, i = [], 0
+        for g in grads:
+            out.append(flat[i:i + g.numel()].view_as(g))
+            i += g.numel()
+        return out
+
+    def _batch(self, stream: BatchStream) -> Tuple[Dict[str, Any], float]:
+        b = stream.next()
+        for k in ("feats", "feat_lens", "ys", "y_lens"):
+            b[k] = b[k].to(self.device)
+        # gradients are summed over ranks: weight each rank's mean by its share of the global batch
+        return b, b["feats"].size(0) / b["global_size"]
+
+    def _f(self) -> Tuple[torch.Tensor, Dict[str, float]]:
+        b, w = self._batch(self.lab)
+        with _autocast(self.device, self.amp):
+            loss, stats = self.model(b["feats"], b["feat_lens"], b["ys"], b["y_lens"])
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"supervised loss {stats['loss']} on {b['keys'][:3]}...")
+        self.state["epoch_loss_sum"] += float(loss.detach()) * b["feats"].size(0)
+        self.state["epoch_utts"] += b["feats"].size(0)
+        return loss * w, stats
+
+    def _g(self) -> Tuple[torch.Tensor, Dict[str, float]]:
+        b, w = self._batch(self.unlab)
+        with _autocast(self.device, self.amp):
+            loss, stats = self.unsup(self.model, b["feats"], b["feat_lens"])
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"unsupervised loss {float(loss)} on {b['keys'][:3]}...")
+        return loss * w, stats
+
+    # ---------------------------------------------------------------- checkpoints
+    def _resume(self) -> None:
+        ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(ck["model"])
+        self.unsup.load_state_dict(ck["unsup"])
+        self.pbgd.load_state_dict(ck["pbgd"])
+        for name, s in self.scheds.items():
+            s.load_state_dict(ck["schedulers"][name])
+        self.lab.load_state_dict(ck["streams"]["lab"])
+        self.unlab.load_state_dict(ck["streams"]["unlab"])
+        self.state = ck["state"]
+        rngs = ck["rng"]
+        set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
+        logger.info("resumed from %s at step %d", self.ckpt_path, self.state["step"])
+
+    def save_checkpoint(self) -> None:
+        now = time.time()
+        self.state["wall"] = self.state.get("wall", 0.0) + now - self._t_mark  # training time over all runs
+        self._t_mark = now
+        rngs = D.gather_objects(rng_state(), self.dist)
+        if self.dist.is_master:
+            save_atomic({"model": self.model.state_dict(), "unsup": self.unsup.state_dict(),
+                         "pbgd": self.pbgd.state_dict(), "schedulers": {k: s.state_dict() for k, s in self.scheds.items()},
+                         "streams": {"lab": self.lab.state_dict(), "unlab": self.unlab.state_dict()},
+                         "state": self.state, "rng": rngs}, self.ckpt_path)
+
+    # ---------------------------------------------------------------- loop
+    def run(self) -> None:
+        st, total = self.state, self.pcfg.total_steps
+        valid_every = int(self.conf["bilevel"].get("valid_interval", 0)) or max(1, len(self.lab))
+        save_every = int(self.tc.get("save_interval_steps", 0))
+        log_every = max(1, int(self.tc.get("log_interval", 50)))
+        max_steps = int(self.tc.get("max_steps", 0))
+        self.model.train()
+        self.unsup.train()
+        t0, start = time.time(), st["step"]
+        while st["step"] < total:
+            step = st["step"]
+            try:
+                stats = self.pbgd.step(step)
+            except NonFiniteLoss as e:
+                st["bad_losses"] += 1
+                for o in self.opts.values():
+                    o.zero_grad(set_to_none=True)
+                logger.warning("step %d: %s: step skipped [%d so far]", step, e, st["bad_losses"])
+                if st["bad_losses"] > int(self.tc.get("max_bad_steps", 100)):
+                    raise TooManyBadSteps(f"{st['bad_losses']} steps had non-finite losses") from e
+                stats = None
+            st["step"] = step + 1
+            if stats is not None and (step % log_every == 0 or step + 1 == total):
+                self._log(step, stats, t0, start, total)
+            if st["step"] % valid_every == 0 or st["step"] == total:
+                self._validation_round()
+            elif save_every and st["step"] % save_every == 0:
+                self.save_checkpoint()
+            if max_steps and st["step"] >= max_steps:
+                self.save_checkpoint()
+                logger.info("stopped at trainer.max_steps=%d", max_steps)
+                return
+        if self.dist.is_master:
+            self.finalize()
+            self.write_summary()
+        D.barrier(self.dist)
+
+    def write_summary(self) -> None:
+        """train_summary.yaml: what the comparison table reports for this run."""
+        import yaml
+
+        from bljust.utils.fileio import atomic_write
+
+        c = self.pcfg
+        summ = {"method": self.conf.get("method"), "unsup": self.conf["unsup"].get("name"),
+                "label": self.conf.get("label") or os.path.basename(os.path.normpath(self.out)),
+                "phases": {"explore": c.n1, "joint": c.n2, "finetune": c.n3, "k": c.k},
+                "steps": self.state["step"], "passes_sup": self.pbgd.passes["sup"],
+                "passes_unsup": self.pbgd.passes["unsup"], "wall_seconds": round(self.state["wall"], 1),
+                "bad_steps": self.state["bad_losses"]}
+        with atomic_write(os.path.join(self.out, "train_summary.yaml")) as f:
+            yaml.safe_dump(summ, f, sort_keys=False)
+
+    def _log(self, step: int, stats: Dict[str, float], t0: float, start: int, total: int) -> None:
+        phase = ("explore", "joint", "finetune")[int(stats["phase"])]
+        rate = (step + 1 - start) / max(1e-9, time.time() - t0)
+        keys = [k for k in ("f", "g", "gamma", "penalty", "grad_f", "grad_g", "cos_fg", "cpc_acc", "bestrq_acc")
+                if k in stats]
+        logger.info("step %d/%d [%s] %s | %.2f steps/s, passes sup %d unsup %d | ETA %s", step + 1, total, phase,
+                    " ".join(f"{k} {stats[k]:.4g}" for k in keys), rate, self.pbgd.passes["sup"],
+                    self.pbgd.passes["unsup"], humanfriendly.format_timespan((total - step - 1) / max(rate, 1e-9)))
+        row = {"step": step + 1, "phase": phase, **{k: float(stats[k]) for k in keys}}
+        self.state["log"].append(row)
+        if "f" in stats:
+            self.state["curve"].append((step + 1, float(stats["f"])))
+
+    def _validation_round(self) -> None:
+        st = self.state
+        r = st["round"]
+        row: Dict[str, Any] = {"epoch": r, "step": st["step"], "train_loss": st["epoch_loss_sum"] / max(1, st["epoch_utts"]),
+                               "passes_sup": self.pbgd.passes["sup"], "passes_unsup": self.pbgd.passes["unsup"]}
+        if self.dist.is_master and self.valid_set is not None:
+            row.update(self.validate())
+            self.model.train()
+        st["history"].append(row)
+        st.update(round=r + 1, epoch_loss_sum=0.0, epoch_utts=0)
+        logger.info("validation %d (step %d): %s", r, st["step"],
+                    ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
+        if self.dist.is_master:
+            save_atomic(self.model.state_dict(), os.path.join(self.out, f"{r}epoch.pth"))
+        self.save_checkpoint()
+        if self.dist.is_master:
+            self._update_links_and_prune()
+            self.plot()
+        D.barrier(self.dist)
+
+    def plot(self) -> None:
+        super().plot()
+        try:
+            from bljust.utils.plot import save_curves
+        except ImportError:
+            return
+        log = self.state["log"]
+        img = os.path.join(self.out, "images")
+        series_f = [(float(r["step"]), r["f"]) for r in log if "f" in r and math.isfinite(r["f"])]
+        series_g = [(float(r["step"]), r["g"]) for r in log if "g" in r and math.isfinite(r["g"])]
+        try:
+            if series_f or series_g:
+                save_curves(os.path.join(img, "f_g.png"), {"f (supervised)": series_f, "g (unsupervised)": series_g},
+                            "BL-JUST upper (f) and lower (g) losses", "step", "loss")
+            gam = [(float(r["step"]), r["gamma"]) for r in log if "gamma" in r]
+            pen = [(float(r["step"]), r["penalty"]) for r in log if "penalty" in r and math.isfinite(r["penalty"])]
+            if gam:
+                save_curves(os.path.join(img, "gamma_penalty.png"), {"gamma": gam, "g - v_hat": pen},
+                            "penalty weight and penalty estimate", "step", "value")
+        except Exception as e:  # a plotting bug must never stop training
+            logger.warning("could not write BL-JUST curves: %s", e)

@@ -1,0 +1,88 @@
+"""The BL-JUST trainer end to end on synthetic features: schedule, passes, outputs, exact resume."""
+import os
+
+import pytest
+import torch
+import yaml
+
+from train_synth import make_data_dir, run_driver, tiny_config
+
+from bljust.train.bilevel_trainer import phase_steps
+
+
+def bilevel_config(tmp, out, unsup="cpc", **bilevel):
+    conf = tiny_config(tmp, out, save_interval_steps=1)
+    conf.update(method="bilevel", unlab_data_dir=f"{tmp}/unlab")
+    conf["unsup"] = ({"name": "cpc", "num_steps": 2, "num_negatives": 8, "proj_dim": 16} if unsup == "cpc" else
+                     {"name": "bestrq", "codebook_size": 32, "codebook_dim": 8, "mask_prob": 0.1, "mask_span": 6})
+    conf["bilevel"].update(n1=3, n2=4, n3=3, k=1, gamma0=0.5, gamma_max=2.0, valid_interval=5)
+    conf["bilevel"].update(bilevel)
+    return conf
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("bl"))
+    make_data_dir(f"{tmp}/train", 12)
+    make_data_dir(f"{tmp}/dev", 4, seed=1)
+    make_data_dir(f"{tmp}/unlab", 20, seed=2)
+    return tmp
+
+
+def run_ok(conf, tmp, name):
+    p = run_driver(conf, tmp, name)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+    return out
+
+
+@pytest.mark.parametrize("unsup", ["cpc", "bestrq"])
+def test_schedule_passes_and_outputs(data, unsup):
+    out_dir = f"{data}/run_{unsup}"
+    log = run_ok(bilevel_config(data, out_dir, unsup), data, f"run_{unsup}")
+    summ = yaml.safe_load(open(f"{out_dir}/train_summary.yaml"))
+    # explore 3 x 1 g; joint 4 x (1 + 1) g and 4 f; fine-tune 3 f
+    assert (summ["passes_unsup"], summ["passes_sup"], summ["steps"]) == (3 + 8, 4 + 3, 10)
+    for f in ("model.pth", "config.yaml", "checkpoint.pth", "images/f_g.png", "images/gamma_penalty.png"):
+        assert os.path.exists(f"{out_dir}/{f}"), f
+    for word in ("[explore]", "[joint]", "[finetune]", "gamma", "cos_fg", "penalty"):
+        assert word in log, word
+
+
+def test_resume_mid_joint_phase_is_exact(data):
+    ref = bilevel_config(data, f"{data}/ref")
+    run_ok(ref, data, "ref")
+    part = bilevel_config(data, f"{data}/part")
+    part["trainer"]["max_steps"] = 5  # stops inside the joint phase (steps 4..7)
+    run_ok(part, data, "part1")
+    ck = torch.load(f"{data}/part/checkpoint.pth", weights_only=False)
+    assert ck["state"]["step"] == 5 and ck["pbgd"]["passes"] == {"sup": 2, "unsup": 3 + 4}
+    part["trainer"]["max_steps"] = 0
+    out = run_ok(part, data, "part2")
+    assert "resumed from" in out
+    a = torch.load(f"{data}/ref/checkpoint.pth", weights_only=False)
+    b = torch.load(f"{data}/part/checkpoint.pth", weights_only=False)
+    for section in ("model", "unsup"):
+        for k in a[section]:
+            assert torch.equal(a[section][k], b[section][k]), (section, k)
+    assert a["streams"] == b["streams"] and a["pbgd"]["passes"] == b["pbgd"]["passes"]
+
+
+def test_budget_of_passes_sets_equal_compute():
+    for k, reuse, fr in ((1, False, [0.25, 0.5, 0.25]), (2, True, [0.2, 0.6, 0.2]), (0, False, [0, 1, 0])):
+        bc = {"budget_passes": 1200, "budget_fractions": fr, "k": k, "reuse_lower_grad": reuse}
+        st = phase_steps(bc, 10, 10)
+        per_joint = k + 1 + (0 if reuse and k > 0 else 1)
+        assert st["n1"] + st["n2"] * per_joint + st["n3"] == pytest.approx(1200, abs=per_joint)
+
+
+def test_phase_lengths_in_epochs():
+    st = phase_steps({"n1_epochs": 2, "n2_epochs": 0.5, "n3_epochs": 1, "n1": 99}, n_lab=10, n_unlab=30)
+    assert st == {"n1": 60, "n2": 5, "n3": 10}
+
+
+def test_unlabeled_data_needs_no_text_or_tokenizer(data):
+    from bljust.data.dataset import ASRDataset
+
+    ds = ASRDataset(f"{data}/unlab", None, labeled=False)
+    assert len(ds) == 20 and all(ids == [] for _, _, ids in (ds[k] for k in list(ds.lengths)[:3]))

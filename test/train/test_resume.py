@@ -1,0 +1,50 @@
+"""A run killed with SIGKILL mid-epoch and resumed ends bit-identical to an uninterrupted run."""
+import os
+import signal
+import time
+
+import torch
+
+from train_synth import make_data_dir, run_driver as _run, tiny_config
+
+
+def test_sigkill_resume_is_bit_identical(tmp_path):
+    tmp = str(tmp_path)
+    make_data_dir(f"{tmp}/train", 24)
+    make_data_dir(f"{tmp}/dev", 6, seed=1)
+    # dropout and SpecAugment on: the RNG streams must be restored too
+    ref_conf = tiny_config(tmp, f"{tmp}/ref", max_epoch=3, save_interval_steps=3, accum_grad=1)
+    ref = _run(ref_conf, tmp, "ref")
+
+    conf = dict(ref_conf, output_dir=f"{tmp}/killed")
+    ckpt = f"{tmp}/killed/checkpoint.pth"
+    p = _run(conf, tmp, "killed", pause=30)
+    deadline = time.time() + 120
+    while not os.path.exists(ckpt) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(ckpt), p.communicate()[0]
+    os.kill(p.pid, signal.SIGKILL)  # during the pause after the first mid-epoch checkpoint
+    p.wait()
+    state = torch.load(ckpt, weights_only=False)["state"]
+    assert state["epoch"] == 1 and 0 < state["batch_pos"] and state["step"] == 3
+
+    out, _ = ref.communicate(timeout=180)
+    assert ref.returncode == 0, out
+    res = _run(conf, tmp, "killed")
+    out, _ = res.communicate(timeout=180)
+    assert res.returncode == 0, out
+    assert "resumed from" in out
+
+    a = torch.load(f"{tmp}/ref/checkpoint.pth", weights_only=False)
+    b = torch.load(ckpt, weights_only=False)
+    assert a["state"]["step"] == b["state"]["step"] == 12
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in ("train_loss", "valid_loss", "valid_cer"):
+        assert [h[k] for h in a["state"]["history"]] == [h[k] for h in b["state"]["history"]]
+    # the finished run's outputs
+    for f in ("model.pth", "valid.loss.best.pth", "valid.cer.ave_2best.pth", "config.yaml", "3epoch.pth"):
+        assert os.path.exists(f"{tmp}/killed/{f}"), f
+    assert torch.equal(torch.load(f"{tmp}/killed/model.pth")["ctc_head.weight"],
+                       torch.load(f"{tmp}/ref/model.pth")["ctc_head.weight"])
