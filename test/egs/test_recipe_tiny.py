@@ -1,0 +1,86 @@
+"""The mini_synth recipe end to end at its tiny size: every stage, replay scripts, re-runs."""
+import os
+import re
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RECIPE = os.path.join(ROOT, "egs", "mini_synth", "asr1")
+TINY = ["--local_data_opts", "--tiny true --nj 2",
+        "--asr_configs", "conf/tuning/train_tiny.yaml conf/tuning/train_bljust_tiny.yaml",
+        "--nbpe", "48", "--beam_size", "4"]
+
+
+def make_recipe_copy(dst) -> str:
+    """A recipe folder of its own (so the test never touches the real one's data/ or exp/)."""
+    d = os.path.join(str(dst), "asr1")
+    os.makedirs(d)
+    for name in ("asr.sh", "path.sh", "cmd.sh", "run.sh", "utils", "local", "conf"):
+        os.symlink(os.path.join(RECIPE, name), os.path.join(d, name))
+    return d
+
+
+def run(d, *args, check=True):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(["./run.sh", *args], cwd=d, capture_output=True, text=True, env=env, timeout=1500)
+    if check and p.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({p.returncode}):\n{p.stderr[-6000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    d = make_recipe_copy(tmp_path_factory.mktemp("recipe"))
+    p = run(d, *TINY)
+    return d, p
+
+
+def test_all_stages_run_and_write_results(tiny_run):
+    d, p = tiny_run
+    exp = os.path.join(d, "exp")
+    assert sorted(t for t in os.listdir(exp) if t.startswith("asr_")) == ["asr_train_bljust_tiny", "asr_train_tiny"]
+    for tag in ("asr_train_tiny", "asr_train_bljust_tiny"):
+        results = open(os.path.join(exp, tag, "RESULTS.md")).read()
+        assert re.search(r"/test\s*\|", results), results
+        for metric in ("WER", "CER", "TER"):
+            assert metric in results
+    summary = open(os.path.join(exp, "RESULTS.md")).read()
+    assert "asr_train_tiny" in summary and "asr_train_bljust_tiny" in summary
+    result_txt = [os.path.join(r, f) for r, _, fs in os.walk(exp) for f in fs if f == "result.txt"]
+    assert any("score_wer" in r for r in result_txt)
+    assert "Sum/Avg" in open([r for r in result_txt if "score_wer" in r][0]).read()
+
+
+def test_each_stage_leaves_a_replay_script(tiny_run):
+    d, _ = tiny_run
+    replays = [os.path.join(r, "run.sh") for r, _, fs in os.walk(os.path.join(d, "exp")) if "run.sh" in fs]
+    replays += [os.path.join(r, "run.sh") for r, _, fs in os.walk(os.path.join(d, "dump")) if "run.sh" in fs]
+    assert replays
+    text = open(replays[0]).read()
+    assert "--stage" in text and "--stop_stage" in text and "asr.sh" in text
+
+
+def test_rerunning_a_done_stage_skips_it(tiny_run):
+    d, _ = tiny_run
+    p = run(d, *TINY, "--stage", "3", "--stop_stage", "3")
+    assert "already done" in p.stderr
+
+
+def test_asking_for_a_stage_that_does_not_exist_fails_clearly(tiny_run):
+    d, _ = tiny_run
+    p = run(d, *TINY, "--stage", "42", check=False)
+    assert p.returncode != 0
+    assert "do not exist" in p.stderr
+
+
+def test_comparison_stage_writes_one_table(tiny_run):
+    d, _ = tiny_run
+    run(d, *TINY, "--stage", "9", "--stop_stage", "9",
+        "--compare_configs", "conf/tuning/train_bljust_tiny.yaml", "--compare_passes", "40")
+    table = open(os.path.join(d, "exp", "compare", "RESULTS.md")).read()
+    assert "BL-JUST (BEST-RQ), tiny" in table
+    row = [line for line in table.splitlines() if line.startswith("|BL-JUST")][0]
+    assert row.count("|") == 7  # method, dev WER, test WER, wall time, passes, steps
+    total = int(re.search(r"(\d+) \+ (\d+) = (\d+)", row).group(3))
+    assert abs(total - 40) <= 3  # the budget of encoder passes
