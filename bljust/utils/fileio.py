@@ -13,6 +13,10 @@ import tempfile
 from typing import IO, Iterator, Tuple
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class FormatError(ValueError):
     """Bad input, with the file and line it came from."""
 
@@ -60,6 +64,7 @@ def atomic_write(path: str, mode: str = "w", encoding: str | None = "utf-8") -> 
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared like any other file
     try:
         if "b" in mode:
             f: IO = os.fdopen(fd, mode)
