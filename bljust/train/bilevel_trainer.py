@@ -12,12 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import humanfriendly
-import numpy as np
 import torch
 from torch import nn
 
@@ -80,7 +78,11 @@ def build_unsup_loss(conf: Dict[str, Any], model: ASRModel) -> nn.Module:
         from bljust.losses.bestrq import BestRQLoss
 
         return BestRQLoss(model.encoder.output_dim, model.input_dim, stack=model.encoder.subsample.rate, **conf)
-    raise ValueError(f"unknown unsup.name '{name}' (cpc, bestrq)")
+    if name == "laser":
+        from bljust.losses.laser_lower import LaserLowerLoss
+
+        return LaserLowerLoss(model.encoder.output_dim, **conf)
+    raise ValueError(f"unknown unsup.name '{name}' (cpc, bestrq, laser)")
 
 
 def phase_steps(bc: Dict[str, Any], n_lab: int, n_unlab: int) -> Dict[str, int]:
@@ -138,13 +140,7 @@ class BilevelTrainer(Trainer):
         self.state: Dict[str, Any] = {"step": 0, "round": 1, "bad_losses": 0, "history": [], "curve": [],
                                       "log": [], "epoch_loss_sum": 0.0, "epoch_utts": 0, "wall": 0.0}
         self._t_mark = time.time()
-        self.ckpt_path = os.path.join(self.out, "checkpoint.pth")
-        if os.path.isfile(self.ckpt_path):
-            self._resume()
-        else:
-            random.seed(self.seed + dist.rank)
-            np.random.seed(self.seed + dist.rank)
-            torch.manual_seed(self.seed + dist.rank)
+        self._start_or_resume()
         logger.info("BL-JUST schedule: explore %d, joint %d (K=%d, gamma %s %.3g->%.3g), fine-tune %d steps; "
                     "%d labeled / %d unlabeled batches per epoch", self.pcfg.n1, self.pcfg.n2, self.pcfg.k,
                     self.pcfg.gamma_schedule, self.pcfg.gamma0, self.pcfg.gamma_max, self.pcfg.n3,
@@ -273,7 +269,8 @@ class BilevelTrainer(Trainer):
     def _log(self, step: int, stats: Dict[str, float], t0: float, start: int, total: int) -> None:
         phase = ("explore", "joint", "finetune")[int(stats["phase"])]
         rate = (step + 1 - start) / max(1e-9, time.time() - t0)
-        keys = [k for k in ("f", "g", "gamma", "penalty", "grad_f", "grad_g", "cos_fg", "cpc_acc", "bestrq_acc")
+        keys = [k for k in ("f", "g", "gamma", "penalty", "grad_f", "grad_g", "cos_fg", "cpc_acc", "bestrq_acc",
+                                "laser")
                 if k in stats]
         logger.info("step %d/%d [%s] %s | %.2f steps/s, passes sup %d unsup %d | ETA %s", step + 1, total, phase,
                     " ".join(f"{k} {stats[k]:.4g}" for k in keys), rate, self.pbgd.passes["sup"],

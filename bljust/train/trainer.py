@@ -26,7 +26,7 @@ from bljust.nets.subsampling import min_input_frames
 from bljust.train import distributed as D
 from bljust.train.checkpoint import (average_state_dicts, best_epochs, link, rng_state, save_atomic,
                                      set_rng_state)
-from bljust.train.config import save_config
+from bljust.train.config import ConfigError, save_config
 from bljust.train.schedulers import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -88,17 +88,21 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" and device.type == "cuda" else None
         self.state: Dict[str, Any] = {"epoch": 1, "batch_pos": 0, "step": 0, "bad_losses": 0, "history": [],
                                       "curve": [], "epoch_loss_sum": 0.0, "epoch_utts": 0}
-        self.ckpt_path = os.path.join(self.out, "checkpoint.pth")
-        if os.path.isfile(self.ckpt_path):
-            self._resume()
-        else:
-            random.seed(self.seed + dist.rank)
-            np.random.seed(self.seed + dist.rank)
-            torch.manual_seed(self.seed + dist.rank)
+        self._start_or_resume()
         self.ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else None
         logger.info("%d train batches per epoch, %d optimiser steps in total", len(self.batches), self.total_steps)
 
     # ---------------------------------------------------------------- checkpoints
+    def _start_or_resume(self) -> None:
+        """Continues from checkpoint.pth when there is one; otherwise seeds this rank's RNGs."""
+        self.ckpt_path = os.path.join(self.out, "checkpoint.pth")
+        if os.path.isfile(self.ckpt_path):
+            self._resume()
+        else:
+            random.seed(self.seed + self.dist.rank)
+            np.random.seed(self.seed + self.dist.rank)
+            torch.manual_seed(self.seed + self.dist.rank)
+
     def _resume(self) -> None:
         ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
         self.model.load_state_dict(ck["model"])
@@ -383,7 +387,7 @@ def _warn_if_config_changed(config: Dict[str, Any]) -> None:
 def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: torch.device) -> None:
     for key in ("train_data_dir", "token_dir", "output_dir"):
         if not config.get(key) and not (key == "token_dir" and tokenizer is not None):
-            raise ValueError(f"--{key} is required")
+            raise ConfigError(f"--{key} is required")
     if tokenizer is None:
         from bljust.text.tokenizer import Tokenizer
 

@@ -13,8 +13,10 @@ from bljust.train.bilevel_trainer import phase_steps
 def bilevel_config(tmp, out, unsup="cpc", **bilevel):
     conf = tiny_config(tmp, out, save_interval_steps=1)
     conf.update(method="bilevel", unlab_data_dir=f"{tmp}/unlab")
-    conf["unsup"] = ({"name": "cpc", "num_steps": 2, "num_negatives": 8, "proj_dim": 16} if unsup == "cpc" else
-                     {"name": "bestrq", "codebook_size": 32, "codebook_dim": 8, "mask_prob": 0.1, "mask_span": 6})
+    conf["unsup"] = {"cpc": {"name": "cpc", "num_steps": 2, "num_negatives": 8, "proj_dim": 16},
+                     "bestrq": {"name": "bestrq", "codebook_size": 32, "codebook_dim": 8, "mask_prob": 0.1,
+                                "mask_span": 6},
+                     "laser": {"name": "laser", "proj_dim": 16}}[unsup]
     conf["bilevel"].update(n1=3, n2=4, n3=3, k=1, gamma0=0.5, gamma_max=2.0, valid_interval=5)
     conf["bilevel"].update(bilevel)
     return conf
@@ -36,7 +38,7 @@ def run_ok(conf, tmp, name):
     return out
 
 
-@pytest.mark.parametrize("unsup", ["cpc", "bestrq"])
+@pytest.mark.parametrize("unsup", ["cpc", "bestrq", "laser"])
 def test_schedule_passes_and_outputs(data, unsup):
     out_dir = f"{data}/run_{unsup}"
     log = run_ok(bilevel_config(data, out_dir, unsup), data, f"run_{unsup}")

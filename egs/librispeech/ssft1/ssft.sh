@@ -1,0 +1,1 @@
+../../TEMPLATE/ssft1/ssft.sh

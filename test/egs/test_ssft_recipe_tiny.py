@@ -1,0 +1,77 @@
+"""The mini_synth LASER recipe end to end at its tiny size (about 2 minutes on 2 cores):
+every stage, the before/after table, replay scripts, resumed stages; the LibriSpeech
+recipe's scripts parse and reach the same driver."""
+import os
+import re
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EGS = os.path.join(ROOT, "egs")
+
+
+def make_recipe_copy(dst, corpus="mini_synth") -> str:
+    """A recipe folder of its own, so the test never touches the real one's data/ or exp/."""
+    src = os.path.join(EGS, corpus, "ssft1")
+    d = os.path.join(str(dst), "ssft1")
+    os.makedirs(d)
+    for name in ("ssft.sh", "path.sh", "cmd.sh", "run.sh", "utils", "local", "conf"):
+        os.symlink(os.path.join(src, name), os.path.join(d, name))
+    return d
+
+
+def run(d, *args, check=True):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(["./run.sh", *args], cwd=d, capture_output=True, text=True, env=env, timeout=900)
+    if check and p.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({p.returncode}):\n{p.stderr[-6000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    d = make_recipe_copy(tmp_path_factory.mktemp("recipe"))
+    return d, run(d, "--tiny", "true")
+
+
+def test_all_stages_write_the_before_after_table(tiny_run):
+    d, _ = tiny_run
+    table = open(os.path.join(d, "exp", "RESULTS.md")).read()
+    assert "PER test" in table and "WER test" in table, table
+    assert re.search(r"\| before \| [\d.]+ \| [\d.]+ \|", table), table
+    assert re.search(r"\| after \| [\d.]+ \| [\d.]+ \|", table), table
+    for f in ("pretrain_tiny/upstream.pth", "ssft_tiny/upstream.pth", "ssft_tiny/loss.png",
+              "superb_after_pr/decode_greedy/test/score_wer/result.txt",
+              "superb_before_asr/decode_greedy/test/score_wer/result.txt"):
+        assert os.path.isfile(os.path.join(d, "exp", f)), f
+
+
+def test_stages_leave_replay_scripts_and_resume(tiny_run):
+    d, _ = tiny_run
+    text = open(os.path.join(d, "exp", "ssft_tiny", "run.sh")).read()
+    assert "--stage 4 --stop_stage 4" in text and "ssft.sh" in text
+    p = run(d, "--tiny", "true", "--stage", "4", "--stop_stage", "4")
+    log = open(os.path.join(d, "exp", "ssft_tiny", "train.log")).read()
+    assert "resumed from" in log and "finished at update 6/6" in log
+
+
+def test_missing_stage_and_missing_phonemes_fail_clearly(tiny_run):
+    d, _ = tiny_run
+    p = run(d, "--tiny", "true", "--stage", "9", check=False)
+    assert p.returncode != 0 and "do not exist" in p.stderr
+    p = run(d, "--tiny", "true", "--stage", "5", "--stop_stage", "5", "--test_sets", "train_unlab", check=False)
+    assert p.returncode != 0 and "data/train_unlab/text not found" in p.stderr
+    p = run(d, "--tiny", "true", "--stage", "5", "--stop_stage", "5", "--test_sets", "train_unlab",
+            "--superb_tasks", "pr", check=False)
+    assert p.returncode != 0 and "needs data/train_unlab/text.phn" in p.stderr
+
+
+def test_librispeech_recipe_parses_and_reaches_the_driver(tmp_path):
+    d = make_recipe_copy(tmp_path, "librispeech")
+    for script in ("run.sh", "ssft.sh"):
+        assert subprocess.run(["bash", "-n", script], cwd=d).returncode == 0
+    p = run(d, "--stage", "6", "--stop_stage", "6")
+    assert "Stage 6" in p.stderr and os.path.isfile(os.path.join(d, "exp", "RESULTS.md"))
+    p = run(d, "--stage", "3", "--stop_stage", "3", "--upstream_ckpt", "missing.pt", check=False)
+    assert p.returncode != 0 and "missing.pt" in p.stderr
