@@ -80,7 +80,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ConfigError, OSError) as e:
         logging.error("%s", e)
         return 2
-    run(config, verbose)
+    from bljust.train.trainer import TooManyBadSteps
+    from bljust.utils.fileio import FormatError
+
+    try:
+        run(config, verbose)
+    except (ConfigError, FormatError, FileNotFoundError, TooManyBadSteps) as e:
+        logging.error("%s", e)
+        return 1
     return 0
 
 
