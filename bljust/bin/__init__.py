@@ -1,0 +1,1 @@
+"""Entry points, one per recipe stage: `python -m bljust.bin.<name> --help`."""

@@ -1,0 +1,1 @@
+"""Kaldi data directories (read, write, validate, split, perturb), corpora, datasets and batching."""

@@ -1,0 +1,1 @@
+"""Kaldi-compatible fbank features to ark/scp, audio reading, CMVN statistics."""

@@ -1,0 +1,1 @@
+"""Scoring: trn files, sclite (WER/CER/TER, stm/glm) and RESULTS.md summaries."""

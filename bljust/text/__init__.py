@@ -1,0 +1,1 @@
+"""SentencePiece tokenizers and token lists."""

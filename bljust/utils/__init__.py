@@ -1,0 +1,1 @@
+"""Shared helpers: Kaldi text tables and atomic writes, logging, PNG curves."""

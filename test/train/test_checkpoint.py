@@ -24,7 +24,7 @@ def test_average_is_the_mean(tmp_path):
         assert avg[k].dtype == torch.float32
     assert int(avg["count"]) == 2
     assert average_main(["--output", str(tmp_path / "avg.pth")] + [str(tmp_path / f"{i}.pth") for i in range(3)]) == 0
-    assert torch.allclose(torch.load(tmp_path / "avg.pth")["w"], avg["w"])
+    assert torch.allclose(torch.load(tmp_path / "avg.pth", weights_only=True)["w"], avg["w"])
 
 
 def test_load_model_for_inference(tmp_path):

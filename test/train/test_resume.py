@@ -46,5 +46,5 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
     # the finished run's outputs
     for f in ("model.pth", "valid.loss.best.pth", "valid.cer.ave_2best.pth", "config.yaml", "3epoch.pth"):
         assert os.path.exists(f"{tmp}/killed/{f}"), f
-    assert torch.equal(torch.load(f"{tmp}/killed/model.pth")["ctc_head.weight"],
-                       torch.load(f"{tmp}/ref/model.pth")["ctc_head.weight"])
+    assert torch.equal(torch.load(f"{tmp}/killed/model.pth", weights_only=True)["ctc_head.weight"],
+                       torch.load(f"{tmp}/ref/model.pth", weights_only=True)["ctc_head.weight"])

@@ -54,7 +54,7 @@ def test_nonfinite_losses_are_skipped_and_counted(tmp_path, caplog):
     st = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=False)["state"]
     assert st["bad_losses"] == 2  # once per epoch
     assert "non-finite loss" in caplog.text and "[2 so far]" in caplog.text
-    for p in torch.load(f"{tmp}/exp/model.pth").values():
+    for p in torch.load(f"{tmp}/exp/model.pth", weights_only=True).values():
         assert torch.isfinite(p).all()
     assert os.path.exists(f"{tmp}/exp/images/loss.png") or "no loss/CER images" in caplog.text
 
