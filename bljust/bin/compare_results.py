@@ -22,7 +22,7 @@ from bljust.utils.fileio import atomic_write
 from bljust.utils.log import setup_logging
 
 
-def summarise(exp: str) -> Dict[str, Any]:
+def summarise(exp: str, inference_tag: Optional[str] = None) -> Dict[str, Any]:
     path = os.path.join(exp, "train_summary.yaml")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing: has training of {exp} finished?")
@@ -31,16 +31,22 @@ def summarise(exp: str) -> Dict[str, Any]:
     wer: Dict[str, float] = {}
     for metrics in collect(exp).values():
         for name, row in metrics.get("wer", []):
-            wer[name.split("/")[-1]] = float(row["Err"])
+            parts = name.split("/")
+            if inference_tag and parts[0] != inference_tag:
+                continue
+            if parts[-1] in wer:
+                raise ValueError(f"{exp}: several decodings of {parts[-1]}; pick one with --inference_tag")
+            wer[parts[-1]] = float(row["Err"])
     return {"exp": exp, **summ, "wer": wer}
 
 
 def render(rows: List[Dict[str, Any]], sets: Optional[List[str]] = None) -> str:
     sets = sets or sorted({s for r in rows for s in r["wer"]}, key=lambda s: (not s.startswith("dev"), s))
-    head = ["method", *[f"{s} WER" for s in sets], "wall time", "passes (sup + unsup = total)", "steps"]
+    head = ["method", *[f"{s} WER" for s in sets], "training time", "passes (sup + unsup = total)", "steps"]
     lines = ["# Comparison at equal encoder passes", "",
              "Every method trained on the same labeled/unlabeled split; a pass is one encoder "
-             "forward/backward on one batch (labeled or unlabeled).", "",
+             "forward/backward on one batch (labeled or unlabeled). Training time counts the "
+             "training steps, not validation or checkpoints.", "",
              "|" + "|".join(head) + "|", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for r in rows:
         ps, pu = int(r.get("passes_sup", 0)), int(r.get("passes_unsup", 0))
@@ -56,10 +62,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("exps", nargs="+", help="experiment folders")
     ap.add_argument("--out", required=True, help="Markdown file to write")
+    ap.add_argument("--inference_tag", default=None, help="the decoding to report (decode_* folder name)")
     args = ap.parse_args(argv)
     setup_logging(1)
     try:
-        rows = [summarise(e) for e in args.exps]
+        rows = [summarise(e, args.inference_tag) for e in args.exps]
     except (FileNotFoundError, ValueError) as e:
         logging.error("%s", e)
         return 1

@@ -27,6 +27,11 @@ import torch
 from torch import nn
 
 LossFn = Callable[[], Tuple[torch.Tensor, Dict[str, float]]]
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss or gradient that is NaN or inf: the step is skipped (and counted) by the caller."""
+
 PHASES = ("explore", "joint", "finetune")
 
 
@@ -62,7 +67,9 @@ class ParamGroups:
     theta: List[nn.Parameter]
     phi: List[nn.Parameter]
     eta: List[nn.Parameter]
-    shadow: Optional[Tuple[nn.Module, LossFn]] = field(default=None)
+    # (shadow module, step): step() trains the shadow copy of (θ, η) on the last
+    # unlabeled batch and returns its g there, the reference v̂ for the penalty
+    shadow: Optional[Tuple[nn.Module, Callable[[], float]]] = field(default=None)
 
     def lower(self) -> List[nn.Parameter]:
         return self.theta + self.eta
@@ -124,8 +131,13 @@ class PBGD:
         if self.reduce_grads is not None:
             grads = self.reduce_grads(list(grads))
         for p, gr in zip(params, grads):
-            p.grad = gr.detach().to(p.dtype)
-        norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)) if self.cfg.grad_clip > 0 else 0.0
+            # a copy: clipping works in place, and the caller may reuse `grads` (reuse_lower_grad)
+            p.grad = gr.detach().to(p.dtype, copy=True)
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        if not math.isfinite(norm):
+            opt.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(f"gradient norm {norm}")
         opt.step()
         opt.zero_grad(set_to_none=True)
         if self.on_step is not None:
@@ -141,10 +153,13 @@ class PBGD:
         return self.f()
 
     def _track(self, g_value: float) -> float:
-        """Penalty estimate g − v̂ with v̂ the best g seen so far (or the shadow copy's g)."""
-        if self.cfg.penalty_ref == "shadow" and self.groups.shadow is not None:
-            _, shadow_g = self.groups.shadow
-            ref = float(shadow_g()[0].detach())
+        """Penalty estimate g − v̂ with v̂ the best g seen so far, or the g of a shadow copy of
+        (θ, η) that is trained on the lower level alone (penalty_ref: shadow)."""
+        if self.cfg.penalty_ref == "shadow":
+            if self.groups.shadow is None:
+                raise ValueError("penalty_ref: shadow needs ParamGroups.shadow (a shadow copy and its step)")
+            _, shadow_step = self.groups.shadow
+            ref = float(shadow_step())
         else:
             self.v_hat = min(self.v_hat, g_value)
             ref = self.v_hat

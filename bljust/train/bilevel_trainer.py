@@ -23,16 +23,12 @@ from bljust.data.batching import epoch_order, make_batches, shard
 from bljust.data.dataset import ASRDataset, collate
 from bljust.nets.asr_model import ASRModel
 from bljust.train import distributed as D
-from bljust.train.bilevel import PBGD, PBGDConfig, ParamGroups
+from bljust.train.bilevel import PBGD, NonFiniteLoss, PBGDConfig, ParamGroups
 from bljust.train.checkpoint import rng_state, save_atomic, set_rng_state
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.trainer import Trainer, TooManyBadSteps, _autocast
 
 logger = logging.getLogger(__name__)
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 class BatchStream:
@@ -128,6 +124,16 @@ class BilevelTrainer(Trainer):
         self.unsup = build_unsup_loss(config["unsup"], model).to(device)
         groups = ParamGroups(theta=list(model.encoder.parameters()), phi=list(model.ctc_head.parameters()),
                              eta=[p for p in self.unsup.parameters() if p.requires_grad])
+        self._last_unlab: Optional[Dict[str, Any]] = None
+        self.shadow = None
+        if bc.get("penalty_ref") == "shadow":
+            # a copy of (θ, η) trained on g alone, on the same unlabeled batches: its g estimates v*
+            import copy
+
+            self.shadow = nn.ModuleDict({"model": copy.deepcopy(model), "unsup": copy.deepcopy(self.unsup)})
+            self.shadow_opt = build_optimizer([p for p in self.shadow.parameters() if p.requires_grad],
+                                              config["optim_ll"])
+            groups.shadow = (self.shadow, self._shadow_step)
         total = self.pcfg.total_steps
         self.opts, self.scheds = {}, {}
         for name, params, n in (("ll", groups.lower(), self.pcfg.n1 + self.pcfg.n2 * self.pcfg.k),
@@ -147,6 +153,15 @@ class BilevelTrainer(Trainer):
                     len(self.lab), len(self.unlab))
 
     # ---------------------------------------------------------------- the two losses
+    def _shadow_step(self) -> float:
+        b = self._last_unlab
+        with _autocast(self.device, self.amp):
+            loss, _ = self.shadow["unsup"](self.shadow["model"], b["feats"], b["feat_lens"])
+        self.shadow_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.shadow_opt.step()
+        return float(loss.detach())
+
     def _on_opt_step(self, opt: torch.optim.Optimizer) -> None:
         for name, o in self.opts.items():
             if o is opt:
@@ -172,7 +187,7 @@ class BilevelTrainer(Trainer):
         b, w = self._batch(self.lab)
         with _autocast(self.device, self.amp):
             loss, stats = self.model(b["feats"], b["feat_lens"], b["ys"], b["y_lens"])
-        if not torch.isfinite(loss):
+        if D.any_true(not bool(torch.isfinite(loss)), self.dist, self.device):  # every rank skips together
             raise NonFiniteLoss(f"supervised loss {stats['loss']} on {b['keys'][:3]}...")
         self.state["epoch_loss_sum"] += float(loss.detach()) * b["feats"].size(0)
         self.state["epoch_utts"] += b["feats"].size(0)
@@ -182,8 +197,9 @@ class BilevelTrainer(Trainer):
         b, w = self._batch(self.unlab)
         with _autocast(self.device, self.amp):
             loss, stats = self.unsup(self.model, b["feats"], b["feat_lens"])
-        if not torch.isfinite(loss):
+        if D.any_true(not bool(torch.isfinite(loss)), self.dist, self.device):
             raise NonFiniteLoss(f"unsupervised loss {float(loss)} on {b['keys'][:3]}...")
+        self._last_unlab = b
         return loss * w, stats
 
     # ---------------------------------------------------------------- checkpoints
@@ -194,6 +210,9 @@ class BilevelTrainer(Trainer):
         self.pbgd.load_state_dict(ck["pbgd"])
         for name, s in self.scheds.items():
             s.load_state_dict(ck["schedulers"][name])
+        if self.shadow is not None:
+            self.shadow.load_state_dict(ck["shadow"]["modules"])
+            self.shadow_opt.load_state_dict(ck["shadow"]["opt"])
         self.lab.load_state_dict(ck["streams"]["lab"])
         self.unlab.load_state_dict(ck["streams"]["unlab"])
         self.state = ck["state"]
@@ -210,6 +229,8 @@ class BilevelTrainer(Trainer):
             save_atomic({"model": self.model.state_dict(), "unsup": self.unsup.state_dict(),
                          "pbgd": self.pbgd.state_dict(), "schedulers": {k: s.state_dict() for k, s in self.scheds.items()},
                          "streams": {"lab": self.lab.state_dict(), "unlab": self.unlab.state_dict()},
+                         "shadow": None if self.shadow is None else {"modules": self.shadow.state_dict(),
+                                                                     "opt": self.shadow_opt.state_dict()},
                          "state": self.state, "rng": rngs}, self.ckpt_path)
 
     # ---------------------------------------------------------------- loop
@@ -219,11 +240,13 @@ class BilevelTrainer(Trainer):
         save_every = int(self.tc.get("save_interval_steps", 0))
         log_every = max(1, int(self.tc.get("log_interval", 50)))
         max_steps = int(self.tc.get("max_steps", 0))
+        stop = min(total, max_steps) if max_steps else total
         self.model.train()
         self.unsup.train()
         t0, start = time.time(), st["step"]
-        while st["step"] < total:
+        while st["step"] < stop:
             step = st["step"]
+            t_step = time.time()
             try:
                 stats = self.pbgd.step(step)
             except NonFiniteLoss as e:
@@ -234,6 +257,7 @@ class BilevelTrainer(Trainer):
                 if st["bad_losses"] > int(self.tc.get("max_bad_steps", 100)):
                     raise TooManyBadSteps(f"{st['bad_losses']} steps had non-finite losses") from e
                 stats = None
+            st["train_wall"] = st.get("train_wall", 0.0) + time.time() - t_step  # the steps alone
             st["step"] = step + 1
             if stats is not None and (step % log_every == 0 or step + 1 == total):
                 self._log(step, stats, t0, start, total)
@@ -241,10 +265,10 @@ class BilevelTrainer(Trainer):
                 self._validation_round()
             elif save_every and st["step"] % save_every == 0:
                 self.save_checkpoint()
-            if max_steps and st["step"] >= max_steps:
-                self.save_checkpoint()
-                logger.info("stopped at trainer.max_steps=%d", max_steps)
-                return
+        if st["step"] < total:
+            self.save_checkpoint()
+            logger.info("stopped at trainer.max_steps=%d", max_steps)
+            return
         if self.dist.is_master:
             self.finalize()
             self.write_summary()
@@ -261,7 +285,9 @@ class BilevelTrainer(Trainer):
                 "label": self.conf.get("label") or os.path.basename(os.path.normpath(self.out)),
                 "phases": {"explore": c.n1, "joint": c.n2, "finetune": c.n3, "k": c.k},
                 "steps": self.state["step"], "passes_sup": self.pbgd.passes["sup"],
-                "passes_unsup": self.pbgd.passes["unsup"], "wall_seconds": round(self.state["wall"], 1),
+                "passes_unsup": self.pbgd.passes["unsup"],
+                "wall_seconds": round(self.state.get("train_wall", 0.0), 1),  # the training steps alone
+                "wall_seconds_with_validation": round(self.state["wall"], 1),
                 "bad_steps": self.state["bad_losses"]}
         with atomic_write(os.path.join(self.out, "train_summary.yaml")) as f:
             yaml.safe_dump(summ, f, sort_keys=False)
@@ -300,24 +326,41 @@ class BilevelTrainer(Trainer):
             self.plot()
         D.barrier(self.dist)
 
+    def finalize(self) -> None:
+        """Averages the best rounds among those after the last phase began (an explore-phase
+        model has an untrained CTC head; a joint-phase one has not seen the fine-tuning)."""
+        c, hist = self.pcfg, self.state["history"]
+        last_start = c.n1 + c.n2 if c.n3 > 0 else (c.n1 if c.n2 > 0 else 0)
+        self.state["history"] = [h for h in hist if h["step"] > last_start] or hist[-1:]
+        try:
+            super().finalize()
+        finally:
+            self.state["history"] = hist
+
     def plot(self) -> None:
-        super().plot()
         try:
             from bljust.utils.plot import save_curves
         except ImportError:
+            logger.warning("bljust.utils.plot not available: no curves")
             return
-        log = self.state["log"]
+        log, hist = self.state["log"], self.state["history"]
         img = os.path.join(self.out, "images")
-        series_f = [(float(r["step"]), r["f"]) for r in log if "f" in r and math.isfinite(r["f"])]
-        series_g = [(float(r["step"]), r["g"]) for r in log if "g" in r and math.isfinite(r["g"])]
+        os.makedirs(img, exist_ok=True)
+
+        def series(rows, key):
+            return [(float(r["step"]), float(r[key])) for r in rows if key in r and math.isfinite(float(r[key]))]
         try:
-            if series_f or series_g:
-                save_curves(os.path.join(img, "f_g.png"), {"f (supervised)": series_f, "g (unsupervised)": series_g},
-                            "BL-JUST upper (f) and lower (g) losses", "step", "loss")
-            gam = [(float(r["step"]), r["gamma"]) for r in log if "gamma" in r]
-            pen = [(float(r["step"]), r["penalty"]) for r in log if "penalty" in r and math.isfinite(r["penalty"])]
-            if gam:
-                save_curves(os.path.join(img, "gamma_penalty.png"), {"gamma": gam, "g - v_hat": pen},
+            save_curves(os.path.join(img, "loss.png"), {"train f": series(log, "f"), "valid": series(hist, "valid_loss")},
+                        "CTC loss", "step", "loss per utterance")
+            if any("valid_cer" in h for h in hist):
+                save_curves(os.path.join(img, "cer.png"), {"valid": series(hist, "valid_cer")},
+                            "validation CER (greedy)", "step", "CER %")
+            save_curves(os.path.join(img, "f_g.png"), {"f (supervised)": series(log, "f"),
+                                                       "g (unsupervised)": series(log, "g")},
+                        "BL-JUST upper (f) and lower (g) losses", "step", "loss")
+            if any("gamma" in r for r in log):
+                save_curves(os.path.join(img, "gamma_penalty.png"), {"gamma": series(log, "gamma"),
+                                                                     "g - v_hat": series(log, "penalty")},
                             "penalty weight and penalty estimate", "step", "value")
         except Exception as e:  # a plotting bug must never stop training
-            logger.warning("could not write BL-JUST curves: %s", e)
+            logger.warning("could not write curves: %s", e)

@@ -130,3 +130,16 @@ def test_state_dict_resumes_exactly():
         c.step(s)
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k])
+
+
+def test_a_non_finite_gradient_is_refused_and_leaves_the_parameters_alone():
+    from bljust.train.bilevel import NonFiniteLoss
+
+    cfg = PBGDConfig(n1=2, grad_clip=5.0)
+    m, algo = make(cfg)
+    before = m.theta.detach().clone()
+    m.g = lambda: ((m.theta * float("inf")).sum(), {})  # finite nowhere: inf * θ
+    algo.g = m.g
+    with pytest.raises(NonFiniteLoss):
+        algo.step(0)
+    assert torch.equal(m.theta.detach(), before)

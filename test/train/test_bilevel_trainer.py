@@ -88,3 +88,13 @@ def test_unlabeled_data_needs_no_text_or_tokenizer(data):
 
     ds = ASRDataset(f"{data}/unlab", None, labeled=False)
     assert len(ds) == 20 and all(ids == [] for _, _, ids in (ds[k] for k in list(ds.lengths)[:3]))
+
+
+def test_shadow_reference_is_trained_and_checkpointed(data):
+    conf = bilevel_config(data, f"{data}/shadow", penalty_ref="shadow")
+    log = run_ok(conf, data, "shadow")
+    ck = torch.load(f"{data}/shadow/checkpoint.pth", weights_only=False)
+    assert ck["shadow"] is not None and "penalty" in log
+    # the shadow copy learned on g alone, so it has left the jointly trained encoder behind
+    shadow_w = ck["shadow"]["modules"]["model.encoder.subsample.out.weight"]
+    assert not torch.equal(shadow_w, ck["model"]["encoder.subsample.out.weight"])

@@ -15,7 +15,7 @@
 #   6  training                        exp/asr_<tag>
 #   7  decoding                        exp/asr_<tag>/decode_<inference_tag>/<set>
 #   8  scoring with sclite             .../score_{wer,cer,ter}/result.txt, exp/RESULTS.md
-#   9  comparison (optional)           exp/compare/<method>, exp/compare/RESULTS.md
+#   9  comparison (optional)           exp/compare/p<passes>/<config>, exp/compare/RESULTS.md
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (asr.sh:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2; }
@@ -254,13 +254,14 @@ if stage_on 9; then
   log "Stage 9: comparison at ${compare_passes} encoder passes each: ${compare_configs}"
   tags=()
   for cfg in ${compare_configs}; do
-    exp=${expdir}/compare/$(basename "${cfg}" .yaml)
+    exp=${expdir}/compare/p${compare_passes}/$(basename "${cfg}" .yaml)
     train_one "${cfg}" "${exp}" 9 --bilevel.budget_passes "${compare_passes}"
     decode_one "${exp}" 9
     score_one "${exp}"
     tags+=("${exp}")
   done
-  ${python} -m bljust.bin.compare_results --out "${expdir}/compare/RESULTS.md" "${tags[@]}"
+  ${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" \
+    --out "${expdir}/compare/RESULTS.md" "${tags[@]}"
   cat "${expdir}/compare/RESULTS.md"
 fi
 
