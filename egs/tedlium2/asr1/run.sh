@@ -14,5 +14,7 @@ set -euo pipefail
   --speed_perturb_factors "0.9 1.0 1.1" \
   --token_type bpe --bpemode unigram --nbpe 500 \
   --max_frames 3000 \
-  --asr_config conf/train.yaml \
+  --asr_configs "conf/train_supervised.yaml conf/train_bljust.yaml" \
+  --compare_configs "conf/tuning/train_suponly_librispeech.yaml conf/tuning/train_ptft_cpc_librispeech.yaml conf/tuning/train_multitask_cpc_librispeech.yaml conf/tuning/train_bljust_cpc_librispeech.yaml" \
+  --compare_passes 400000 \
   "$@"

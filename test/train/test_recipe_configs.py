@@ -1,0 +1,42 @@
+"""Every shipped training config loads (no unknown keys) and builds its model and lower level."""
+import glob
+import os
+
+import pytest
+
+from bljust.train.bilevel_trainer import build_unsup_loss, phase_steps
+from bljust.train.config import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "egs", "TEMPLATE", "asr1", "conf", "tuning", "*.yaml")))
+
+
+def test_there_are_configs():
+    assert len(CONFIGS) >= 10
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_loads(path):
+    conf = load_config(path)
+    assert conf["method"] in ("supervised", "bilevel")
+    if conf["method"] == "bilevel":
+        st = phase_steps(conf["bilevel"], n_lab=100, n_unlab=1000)
+        assert sum(st.values()) > 0
+        assert conf["unsup"]["name"] in ("cpc", "bestrq", "laser")
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "tiny" in p or "small" in p], ids=os.path.basename)
+def test_small_configs_build(path):
+    from bljust.nets.asr_model import build_asr_model
+
+    conf = load_config(path)
+    model = build_asr_model(conf, 80, 50)
+    if conf["method"] == "bilevel":
+        build_unsup_loss(conf["unsup"], model)
+
+
+@pytest.mark.parametrize("recipe", ["mini_synth", "librispeech", "tedlium2"])
+def test_recipe_configs_exist(recipe):
+    d = os.path.join(ROOT, "egs", recipe, "asr1", "conf")
+    for name in ("train_supervised.yaml", "train_bljust.yaml"):
+        assert os.path.isfile(os.path.join(d, name)), name
