@@ -1,32 +1,18 @@
 """The mini_synth recipe end to end at its tiny size: every stage, replay scripts, re-runs."""
 import os
 import re
-import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RECIPE = os.path.join(ROOT, "egs", "mini_synth", "asr1")
+from recipe_helpers import make_recipe_copy, run_recipe
+
 TINY = ["--local_data_opts", "--tiny true --nj 2",
         "--asr_configs", "conf/tuning/train_tiny.yaml conf/tuning/train_bljust_tiny.yaml",
         "--nbpe", "48", "--beam_size", "4"]
 
 
-def make_recipe_copy(dst) -> str:
-    """A recipe folder of its own (so the test never touches the real one's data/ or exp/)."""
-    d = os.path.join(str(dst), "asr1")
-    os.makedirs(d)
-    for name in ("asr.sh", "path.sh", "cmd.sh", "run.sh", "utils", "local", "conf"):
-        os.symlink(os.path.join(RECIPE, name), os.path.join(d, name))
-    return d
-
-
 def run(d, *args, check=True):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run(["./run.sh", *args], cwd=d, capture_output=True, text=True, env=env, timeout=1500)
-    if check and p.returncode != 0:
-        raise AssertionError(f"run.sh {' '.join(args)} failed ({p.returncode}):\n{p.stderr[-6000:]}")
-    return p
+    return run_recipe(d, *args, check=check)
 
 
 @pytest.fixture(scope="module")

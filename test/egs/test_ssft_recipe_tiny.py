@@ -7,26 +7,18 @@ import subprocess
 
 import pytest
 
+from recipe_helpers import make_recipe_copy as _copy, run_recipe
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EGS = os.path.join(ROOT, "egs")
 
 
 def make_recipe_copy(dst, corpus="mini_synth") -> str:
-    """A recipe folder of its own, so the test never touches the real one's data/ or exp/."""
-    src = os.path.join(EGS, corpus, "ssft1")
-    d = os.path.join(str(dst), "ssft1")
-    os.makedirs(d)
-    for name in ("ssft.sh", "path.sh", "cmd.sh", "run.sh", "utils", "local", "conf"):
-        os.symlink(os.path.join(src, name), os.path.join(d, name))
-    return d
+    return _copy(dst, corpus, "ssft1")
 
 
 def run(d, *args, check=True):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run(["./run.sh", *args], cwd=d, capture_output=True, text=True, env=env, timeout=900)
-    if check and p.returncode != 0:
-        raise AssertionError(f"run.sh {' '.join(args)} failed ({p.returncode}):\n{p.stderr[-6000:]}")
-    return p
+    return run_recipe(d, *args, check=check, timeout=900)
 
 
 @pytest.fixture(scope="module")
