@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 from typeguard import typechecked
@@ -24,6 +24,7 @@ from bljust.nets.superb import SuperbModel
 from bljust.train.checkpoint import rng_state, save_atomic, set_rng_state
 from bljust.train.config import save_config, yaml_load
 from bljust.train.schedulers import build_optimizer, build_scheduler
+from bljust.train.trainer import edit_distance
 from bljust.train.ssft import Progress, load_upstream, setup_device
 from bljust.utils.fileio import atomic_write
 from bljust.utils.plot import save_curves
@@ -58,16 +59,6 @@ def collate_targets(ts: List[List[int]]) -> Tuple[torch.Tensor, torch.Tensor]:
     for j, t in enumerate(ts):
         ys[j, : len(t)] = torch.tensor(t)
     return ys, y_lens
-
-
-def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
 
 
 class StateCache:

@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import humanfriendly
 import numpy as np
@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bljust.data.batching import BucketBatchSampler, make_batches
 from bljust.data.dataset import ASRDataset, collate
+from bljust.decode.ctc import greedy_search
 from bljust.nets.asr_model import ASRModel, build_asr_model
 from bljust.nets.subsampling import min_input_frames
 from bljust.train import distributed as D
@@ -37,19 +38,12 @@ class TooManyBadSteps(RuntimeError):
 
 
 def greedy_ctc(log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> List[List[int]]:
-    """Best path: argmax per frame, merge repeats, drop blanks."""
-    best = log_probs.argmax(-1).cpu()
-    out = []
-    for b in range(best.size(0)):
-        seq = best[b, : int(lens[b])]
-        keep = torch.ones_like(seq, dtype=torch.bool)
-        keep[1:] = seq[1:] != seq[:-1]
-        seq = seq[keep]
-        out.append(seq[seq != blank].tolist())
-    return out
+    """Best path token ids per utterance (the decoder's greedy search, without scores)."""
+    return [hyps[0].tokens for hyps in greedy_search(log_probs, lens, blank)]
 
 
-def edit_distance(a: str, b: str) -> int:
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance between two sequences (characters or token ids)."""
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i] + [0] * len(b)
