@@ -42,7 +42,8 @@ def summarise(exp: str, inference_tag: Optional[str] = None) -> Dict[str, Any]:
 
 def render(rows: List[Dict[str, Any]], sets: Optional[List[str]] = None) -> str:
     sets = sets or sorted({s for r in rows for s in r["wer"]}, key=lambda s: (not s.startswith("dev"), s))
-    head = ["method", *[f"{s} WER" for s in sets], "training time", "passes (sup + unsup = total)", "steps"]
+    head = ["method", *[f"{s} WER" for s in sets], "training time", "passes (sup + unsup = total)", "steps",
+            "N1 / N2 / N3 steps"]
     lines = ["# Comparison at equal encoder passes", "",
              "Every method trained on the same labeled/unlabeled split; a pass is one encoder "
              "forward/backward on one batch (labeled or unlabeled). Training time counts the "
@@ -50,10 +51,15 @@ def render(rows: List[Dict[str, Any]], sets: Optional[List[str]] = None) -> str:
              "|" + "|".join(head) + "|", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for r in rows:
         ps, pu = int(r.get("passes_sup", 0)), int(r.get("passes_unsup", 0))
-        cells = [f"{r.get('label', os.path.basename(r['exp']))}",
-                 *[f"{r['wer'][s]:.1f}" if s in r["wer"] else "-" for s in sets],
+        label = str(r.get("label") or os.path.basename(r["exp"]))
+        if r.get("variant"):
+            label += f" [{r['variant']}]"
+        ph = r.get("phases") or {}
+        phases = (f"{ph.get('explore', 0)} / {ph.get('joint', 0)} / {ph.get('finetune', 0)}"
+                  + (f" (K={ph.get('k', 1)})" if ph.get("joint") else "")) if ph else "-"
+        cells = [label, *[f"{r['wer'][s]:.1f}" if s in r["wer"] else "-" for s in sets],
                  humanfriendly.format_timespan(float(r.get("wall_seconds", 0)), max_units=2),
-                 f"{ps} + {pu} = {ps + pu}", str(r.get("steps", "-"))]
+                 f"{ps} + {pu} = {ps + pu}", str(r.get("steps", "-")), phases]
         lines.append("|" + "|".join(cells) + "|")
     return "\n".join(lines) + "\n"
 

@@ -283,7 +283,9 @@ class BilevelTrainer(Trainer):
         c = self.pcfg
         summ = {"method": self.conf.get("method"), "unsup": self.conf["unsup"].get("name"),
                 "label": self.conf.get("label") or os.path.basename(os.path.normpath(self.out)),
-                "phases": {"explore": c.n1, "joint": c.n2, "finetune": c.n3, "k": c.k},
+                "variant": self.conf.get("variant"),
+                "phases": {"explore": c.n1, "joint": c.n2, "finetune": c.n3, "k": c.k,
+                           "gamma_max": c.gamma_max, "reuse_lower_grad": c.reuse_lower_grad},
                 "steps": self.state["step"], "passes_sup": self.pbgd.passes["sup"],
                 "passes_unsup": self.pbgd.passes["unsup"],
                 "wall_seconds": round(self.state.get("train_wall", 0.0), 1),  # the training steps alone

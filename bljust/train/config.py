@@ -35,6 +35,7 @@ DEFAULTS: Dict[str, Any] = {
     # bljust/train/bilevel_trainer.py, configured by the sections below)
     "method": "supervised",
     "label": None,  # the name tables give this run (default: its folder's name)
+    "variant": None,  # a sweep point's overrides (asr.sh stage 9), shown after the label
     "unsup": {"name": "cpc"},  # the lower-level loss: cpc, bestrq or laser, with its options
     "bilevel": {
         "n1": 0, "n2": 0, "n3": 0,  # explore / joint / fine-tune steps

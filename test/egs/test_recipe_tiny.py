@@ -62,11 +62,32 @@ def test_asking_for_a_stage_that_does_not_exist_fails_clearly(tiny_run):
 
 def test_comparison_stage_writes_one_table(tiny_run):
     d, _ = tiny_run
-    run(d, *TINY, "--stage", "9", "--stop_stage", "9",
-        "--compare_configs", "conf/tuning/train_bljust_tiny.yaml", "--compare_passes", "40")
+    cfg = "conf/tuning/train_bljust_tiny.yaml"
+    sweep = cfg + ":bilevel.gamma_max=0.3:bilevel.reuse_lower_grad=true"
+    run(d, *TINY, "--stage", "9", "--stop_stage", "9", "--compare_configs", f"{cfg} {sweep}", "--compare_passes", "40")
     table = open(os.path.join(d, "exp", "compare", "RESULTS.md")).read()
-    assert "BL-JUST (BEST-RQ), tiny" in table
-    row = [line for line in table.splitlines() if line.startswith("|BL-JUST")][0]
-    assert row.count("|") == 7  # method, dev WER, test WER, wall time, passes, steps
-    total = int(re.search(r"(\d+) \+ (\d+) = (\d+)", row).group(3))
-    assert abs(total - 40) <= 3  # the budget of encoder passes
+    rows = [line for line in table.splitlines() if line.startswith("|BL-JUST")]
+    assert len(rows) == 2, table
+    assert rows[0].startswith("|BL-JUST (BEST-RQ), tiny|")
+    assert rows[1].startswith("|BL-JUST (BEST-RQ), tiny [gamma_max=0.3, reuse_lower_grad=true]|")
+    for row in rows:
+        assert row.count("|") == 8  # method, dev WER, test WER, wall time, passes, steps, phases
+        total = int(re.search(r"(\d+) \+ (\d+) = (\d+)", row).group(3))
+        assert abs(total - 40) <= 3  # the budget of encoder passes
+    # the sweep point trained with its overrides, in a folder of its own
+    exp = os.path.join(d, "exp", "compare", "p40", "train_bljust_tiny_gamma_max-0.3_reuse_lower_grad-true")
+    conf = open(os.path.join(exp, "config.yaml")).read()
+    assert "gamma_max: 0.3" in conf and "reuse_lower_grad: true" in conf
+    # reusing the lower level's gradient saves one unsupervised pass per joint step: more of them fit
+    joint = [int(re.search(r"\d+ / (\d+) / \d+", row).group(1)) for row in rows]
+    assert joint[1] > joint[0], rows
+
+
+def test_comparison_stage_rejects_a_malformed_sweep_entry(tiny_run):
+    d, _ = tiny_run
+    p = run(d, *TINY, "--stage", "9", "--stop_stage", "9",
+            "--compare_configs", "conf/tuning/train_bljust_tiny.yaml:bilevel.k", check=False)
+    assert p.returncode != 0
+    assert "'bilevel.k' in --compare_configs entry" in p.stderr
+    p = run(d, *TINY, "--stage", "9", "--stop_stage", "9", "--compare_configs", "conf/nope.yaml", check=False)
+    assert p.returncode != 0 and "conf/nope.yaml" in p.stderr and "does not exist" in p.stderr

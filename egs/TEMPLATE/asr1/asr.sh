@@ -63,7 +63,9 @@ asr_tag=                # experiment name when there is one config (default: the
 
 # Comparison (stage 9): the methods trained on the same split with the same number
 # of encoder forward/backward passes, decoded, scored, and tabulated
-compare_configs=        # e.g. "conf/compare/supervised.yaml conf/compare/bljust_cpc.yaml"
+compare_configs=        # e.g. "conf/tuning/train_suponly_small.yaml conf/tuning/train_bljust_cpc_small.yaml";
+                        # an entry may carry overrides, one sweep point each:
+                        # "conf/tuning/train_bljust_cpc_small.yaml:bilevel.gamma_max=0.3:bilevel.k=2"
 compare_passes=3000     # encoder forward/backward passes each method may spend
 
 # Decoding
@@ -253,9 +255,26 @@ if stage_on 9; then
   [ -n "${compare_configs}" ] || { log "stage 9 needs --compare_configs"; exit 2; }
   log "Stage 9: comparison at ${compare_passes} encoder passes each: ${compare_configs}"
   tags=()
-  for cfg in ${compare_configs}; do
-    exp=${expdir}/compare/p${compare_passes}/$(basename "${cfg}" .yaml)
-    train_one "${cfg}" "${exp}" 9 --bilevel.budget_passes "${compare_passes}"
+  for entry in ${compare_configs}; do
+    # an entry is a config, or a config with overrides (a sweep point):
+    #   conf/x.yaml:bilevel.gamma_max=0.3:bilevel.k=2
+    cfg=${entry%%:*} name=$(basename "${entry%%:*}" .yaml) variant= opts=()
+    [ -f "${cfg}" ] || { log "stage 9: ${cfg} (from --compare_configs entry '${entry}') does not exist"; exit 2; }
+    if [ "${entry}" != "${cfg}" ]; then
+      IFS=: read -r -a kvs <<< "${entry#*:}"
+      for kv in "${kvs[@]}"; do
+        if [[ ${kv} != ?*=?* ]]; then
+          log "stage 9: '${kv}' in --compare_configs entry '${entry}' is not key=value"; exit 2
+        fi
+        key=${kv%%=*} val=${kv#*=}
+        opts+=("--${key}" "${val}")
+        name+=_${key##*.}-$(printf '%s' "${val}" | tr -c 'A-Za-z0-9.-' '_')
+        variant+="${variant:+, }${key##*.}=${val}"
+      done
+      opts+=(--variant "${variant}")
+    fi
+    exp=${expdir}/compare/p${compare_passes}/${name}
+    train_one "${cfg}" "${exp}" 9 --bilevel.budget_passes "${compare_passes}" "${opts[@]}"
     decode_one "${exp}" 9
     score_one "${exp}"
     tags+=("${exp}")
