@@ -341,7 +341,7 @@ class BilevelTrainer(Trainer):
 
     def plot(self) -> None:
         try:
-            from bljust.utils.plot import save_curves
+            from bljust.utils.plot import save_curves, save_panels
         except ImportError:
             logger.warning("bljust.utils.plot not available: no curves")
             return
@@ -357,9 +357,15 @@ class BilevelTrainer(Trainer):
             if any("valid_cer" in h for h in hist):
                 save_curves(os.path.join(img, "cer.png"), {"valid": series(hist, "valid_cer")},
                             "validation CER (greedy)", "step", "CER %")
-            save_curves(os.path.join(img, "f_g.png"), {"f (supervised)": series(log, "f"),
-                                                       "g (unsupervised)": series(log, "g")},
-                        "BL-JUST upper (f) and lower (g) losses", "step", "loss")
+            # f and g differ in scale by orders of magnitude: one panel each, on one step axis,
+            # dashed lines where the joint and the fine-tuning phases begin
+            c = self.pcfg
+            xlim, bounds = (0.0, float(max(1, c.total_steps))), [float(c.n1), float(c.n1 + c.n2)]
+            save_panels(os.path.join(img, "f_g.png"), [
+                dict(series={"f (supervised)": series(log, "f")}, title="BL-JUST upper level f",
+                     xlabel="step", ylabel="CTC loss", xlim=xlim, vlines=bounds),
+                dict(series={"g (unsupervised)": series(log, "g")}, title="BL-JUST lower level g",
+                     xlabel="step", ylabel=f"{self.conf['unsup'].get('name', 'g')} loss", xlim=xlim, vlines=bounds)])
             if any("gamma" in r for r in log):
                 save_curves(os.path.join(img, "gamma_penalty.png"), {"gamma": series(log, "gamma"),
                                                                      "g - v_hat": series(log, "penalty")},

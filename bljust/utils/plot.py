@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -115,14 +115,20 @@ def _png(img: np.ndarray) -> bytes:
 
 
 def render_curves(series: Dict[str, Sequence[Tuple[float, float]]], title: str, xlabel: str,
-                  ylabel: str) -> np.ndarray:
-    """The plot as an (H, W, 3) uint8 array."""
+                  ylabel: str, xlim: Optional[Tuple[float, float]] = None,
+                  vlines: Sequence[float] = ()) -> np.ndarray:
+    """The plot as an (H, W, 3) uint8 array; `xlim` fixes the x range, `vlines` draws
+    dashed vertical markers (e.g. where a training phase begins)."""
     img = np.full((H, W, 3), 255, dtype=np.uint8)
     pts = {k: [(float(x), float(y)) for x, y in v if math.isfinite(float(x)) and math.isfinite(float(y))]
            for k, v in series.items()}
+    if xlim is not None:
+        pts = {k: [q for q in v if xlim[0] <= q[0] <= xlim[1]] for k, v in pts.items()}
     allx = [p[0] for v in pts.values() for p in v]
     ally = [p[1] for v in pts.values() for p in v]
     x_lo, x_hi = (min(allx), max(allx)) if allx else (0.0, 1.0)
+    if xlim is not None:
+        x_lo, x_hi = float(xlim[0]), float(xlim[1])
     y_lo, y_hi = (min(ally), max(ally)) if ally else (0.0, 1.0)
     if x_hi <= x_lo:
         x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
@@ -150,6 +156,11 @@ def render_curves(series: Dict[str, Sequence[Tuple[float, float]]], title: str, 
         img[y, px0 - 4 : px0] = 0
         lab = _fmt(t)
         _text(img, px0 - 7 - _text_width(lab), y - 3, lab)
+    for v in vlines:
+        if x_lo < v < x_hi:
+            x = int(round(sx(v)))
+            for y in range(py0, py1, 8):
+                img[y : min(y + 4, py1), x] = (120, 120, 120)
     img[py0:py1 + 1, px0] = 0
     img[py1, px0:px1 + 1] = 0
     _text(img, (W - _text_width(title, 2)) // 2, 8, title, scale=2)
@@ -175,5 +186,12 @@ def save_curves(path: str, series: Dict[str, List[Tuple[float, float]]], title: 
                 ylabel: str) -> None:
     """Writes a 640x400 PNG line plot of the series (name -> [(x, y), ...]) atomically."""
     data = _png(render_curves(series, title, xlabel, ylabel))
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def save_panels(path: str, panels: Sequence[Dict[str, object]]) -> None:
+    """Several plots stacked in one PNG; each panel is a dict of render_curves' arguments."""
+    data = _png(np.concatenate([render_curves(**p) for p in panels], axis=0))  # type: ignore[arg-type]
     with atomic_write(path, "wb") as f:
         f.write(data)
