@@ -23,7 +23,7 @@ from bljust.data.batching import epoch_order, make_batches, shard
 from bljust.data.dataset import ASRDataset, collate
 from bljust.nets.asr_model import ASRModel
 from bljust.train import distributed as D
-from bljust.train.bilevel import PBGD, NonFiniteLoss, PBGDConfig, ParamGroups
+from bljust.train.bilevel import PBGD, NonFiniteLoss, PBGDConfig, ParamGroups, phase_of
 from bljust.train.checkpoint import rng_state, save_atomic, set_rng_state
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.trainer import Trainer, TooManyBadSteps, _autocast
@@ -313,13 +313,19 @@ class BilevelTrainer(Trainer):
         r = st["round"]
         row: Dict[str, Any] = {"epoch": r, "step": st["step"], "train_loss": st["epoch_loss_sum"] / max(1, st["epoch_utts"]),
                                "passes_sup": self.pbgd.passes["sup"], "passes_unsup": self.pbgd.passes["unsup"]}
-        if self.dist.is_master and self.valid_set is not None:
+        # in the explore phase the CTC head is untrained: its CER says nothing, so do not spend time on it
+        exploring = phase_of(self.pcfg, st["step"] - 1)[0] == "explore"
+        if self.dist.is_master and self.valid_set is not None and not exploring:
             row.update(self.validate())
             self.model.train()
         st["history"].append(row)
         st.update(round=r + 1, epoch_loss_sum=0.0, epoch_utts=0)
-        logger.info("validation %d (step %d): %s", r, st["step"],
-                    ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
+        if exploring:
+            logger.info("round %d (step %d, explore phase): checkpoint only, no validation of the untrained "
+                        "CTC head", r, st["step"])
+        else:
+            logger.info("validation %d (step %d): %s", r, st["step"],
+                        ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
         if self.dist.is_master:
             save_atomic(self.model.state_dict(), os.path.join(self.out, f"{r}epoch.pth"))
         self.save_checkpoint()

@@ -98,3 +98,14 @@ def test_shadow_reference_is_trained_and_checkpointed(data):
     # the shadow copy learned on g alone, so it has left the jointly trained encoder behind
     shadow_w = ck["shadow"]["modules"]["model.encoder.subsample.out.weight"]
     assert not torch.equal(shadow_w, ck["model"]["encoder.subsample.out.weight"])
+
+
+def test_explore_phase_rounds_checkpoint_without_validating(data):
+    out_dir = f"{data}/explore_rounds"
+    conf = bilevel_config(data, out_dir, n1=6, n2=2, n3=2, valid_interval=3)
+    log = run_ok(conf, data, "explore_rounds")
+    hist = torch.load(f"{out_dir}/checkpoint.pth", weights_only=False)["state"]["history"]
+    assert [h["step"] for h in hist] == [3, 6, 9, 10]
+    assert [("valid_loss" in h) for h in hist] == [False, False, True, True]  # the CTC head is untrained before
+    assert log.count("explore phase): checkpoint only") == 2
+    assert os.path.exists(f"{out_dir}/model.pth")
