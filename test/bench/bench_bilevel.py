@@ -103,38 +103,35 @@ def main() -> None:
     algo = PBGD(PBGDConfig(n1=0, n2=10 ** 6, k=1), groups, f, g, *opts)
     reuse = PBGD(PBGDConfig(n1=0, n2=10 ** 6, k=1, reuse_lower_grad=True), groups, f, g, *opts)
 
+    params = list(model.parameters()) + list(unsup.parameters())
+
+    def timed(fn):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - t
+
+    def joint_step(algo_, r):
+        cursor.update(lab=r, unl=2 * r)  # the same batches as the passes
+        algo_.step(0)
+
     passes, two_passes, joint, joint_reuse = [], [], [], []
     for r in range(args.repeats + 1):  # round 0 warms up
-        for p in list(model.parameters()) + list(unsup.parameters()):
+        for p in params:
             p.grad = None
-        sync()
-        t0 = time.perf_counter()
-        sup_pass(r)
-        unsup_pass(2 * r)
-        sync()
-        t_two = time.perf_counter()  # the passes of the reuse variant: one supervised, one unsupervised
-        unsup_pass(2 * r + 1)
-        sync()
-        t1 = time.perf_counter()
-        for p in list(model.parameters()) + list(unsup.parameters()):
+        # the reuse variant's passes (one supervised, one unsupervised), then the exact step's third
+        t_two = timed(lambda: (sup_pass(r), unsup_pass(2 * r)))
+        t_all = t_two + timed(lambda: unsup_pass(2 * r + 1))
+        for p in params:
             p.grad = None
-        cursor.update(lab=r, unl=2 * r)
-        sync()
-        t2 = time.perf_counter()
-        algo.step(0)
-        sync()
-        t3 = time.perf_counter()
-        cursor.update(lab=r, unl=2 * r)
-        sync()
-        t4 = time.perf_counter()
-        reuse.step(0)
-        sync()
-        t5 = time.perf_counter()
+        t_joint = timed(lambda: joint_step(algo, r))
+        t_reuse = timed(lambda: joint_step(reuse, r))
         if r:
-            passes.append(t1 - t0)
-            two_passes.append(t_two - t0)
-            joint.append(t3 - t2)
-            joint_reuse.append(t5 - t4)
+            passes.append(t_all)
+            two_passes.append(t_two)
+            joint.append(t_joint)
+            joint_reuse.append(t_reuse)
     sp, sj, sr = statistics.median(passes), statistics.median(joint), statistics.median(joint_reuse)
     nparam = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"device: {device} ({torch.get_num_threads()} threads), config {args.config} ({nparam:.1f}M params), "
