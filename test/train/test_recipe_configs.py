@@ -40,3 +40,21 @@ def test_recipe_configs_exist(recipe):
     d = os.path.join(ROOT, "egs", recipe, "asr1", "conf")
     for name in ("train_supervised.yaml", "train_bljust.yaml"):
         assert os.path.isfile(os.path.join(d, name)), name
+
+
+@pytest.mark.parametrize("recipe", ["mini_synth", "librispeech", "tedlium2"])
+def test_comparison_entries_of_each_recipe_load_with_their_overrides(recipe):
+    """Each --compare_configs entry of run.sh (a config, or config:key=value:... for a sweep point)
+    names a shipped config and overrides keys that exist, as stage 9 will pass them."""
+    import re
+
+    d = os.path.join(ROOT, "egs", recipe, "asr1")
+    text = open(os.path.join(d, "run.sh"), encoding="utf-8").read()
+    entries = re.search(r'--compare_configs\s+"([^"]+)"', text).group(1).split()
+    assert len(entries) >= 4
+    for entry in entries:
+        path, *kvs = entry.split(":")
+        assert os.path.isfile(os.path.join(d, path)), entry
+        overrides = [x for kv in kvs for x in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
+        conf = load_config(os.path.join(d, path), overrides)
+        assert conf["method"] == "bilevel", entry  # the comparison runs on the bilevel trainer

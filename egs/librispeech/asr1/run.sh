@@ -15,6 +15,6 @@ set -euo pipefail
   --token_type bpe --bpemode unigram --nbpe 5000 \
   --max_frames 3000 \
   --asr_configs "conf/train_supervised.yaml conf/train_bljust.yaml" \
-  --compare_configs "conf/tuning/train_suponly_librispeech.yaml conf/tuning/train_ptft_cpc_librispeech.yaml conf/tuning/train_multitask_cpc_librispeech.yaml conf/tuning/train_bljust_cpc_librispeech.yaml" \
+  --compare_configs "conf/tuning/train_suponly_librispeech.yaml conf/tuning/train_ptft_cpc_librispeech.yaml conf/tuning/train_multitask_cpc_librispeech.yaml conf/tuning/train_bljust_cpc_librispeech.yaml conf/tuning/train_bljust_cpc_librispeech.yaml:bilevel.reuse_lower_grad=true" \
   --compare_passes 400000 \
   "$@"
