@@ -53,6 +53,27 @@ def test_rerunning_a_done_stage_skips_it(tiny_run):
     assert "already done" in p.stderr
 
 
+def test_decoding_again_with_the_same_model_skips_and_a_new_model_decodes(tiny_run):
+    d, _ = tiny_run
+    p = run(d, *TINY, "--stage", "7", "--stop_stage", "7")
+    assert p.stderr.count("already decoded with this model") == 4  # 2 experiments x dev, test
+    exp = os.path.join(d, "exp", "asr_train_tiny")
+    ckpts = sorted(f for f in os.listdir(exp) if f.endswith("epoch.pth"))
+    model = os.path.join(exp, "model.pth")
+    target = os.path.join(exp, os.readlink(model)) if os.path.islink(model) else model
+    saved = open(target, "rb").read()
+    try:
+        with open(target, "wb") as f:  # a different model under the same name
+            f.write(open(os.path.join(exp, ckpts[0]), "rb").read())
+        p = run(d, *TINY, "--stage", "7", "--stop_stage", "7")
+        assert p.stderr.count("already decoded with this model") == 2  # only the BL-JUST experiment
+    finally:
+        with open(target, "wb") as f:
+            f.write(saved)
+    p = run(d, *TINY, "--stage", "7", "--stop_stage", "7")  # back to the first model: decoded again
+    assert p.stderr.count("already decoded with this model") == 2
+
+
 def test_asking_for_a_stage_that_does_not_exist_fails_clearly(tiny_run):
     d, _ = tiny_run
     p = run(d, *TINY, "--stage", "42", check=False)

@@ -199,9 +199,15 @@ train_one() {  # train_one <config> <exp dir> <stage> [extra options for bljust.
 }
 
 decode_one() {  # decode_one <exp dir> <stage>
-  local exp=$1 st=$2 x dir _nj
+  local exp=$1 st=$2 x dir _nj stamp
   for x in $(eval_sets); do
     dir=${exp}/${inference_tag}/${x}
+    # done when the same model (by content) was decoded with the same options
+    stamp="$(md5sum < "${exp}/${inference_model}" | cut -d' ' -f1) ${decode_method} ${beam_size} $(wc -l < "${data_feats}/org/${x}/feats.scp")"
+    if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "${stamp}" ]; then
+      log "  ${dir}: already decoded with this model"; continue
+    fi
+    rm -f "${dir}/.done"
     write_replay "${dir}" "${st}"
     # evaluation sets are decoded unfiltered (from org/): every utterance is scored
     _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/org/${x}/feats.scp")")
@@ -213,6 +219,7 @@ decode_one() {  # decode_one <exp dir> <stage>
         --beam_size "${beam_size}" --batch_size "${decode_batch_size}"
     ${python} -m bljust.bin.decode --merge --nj "${_nj}" --data_dir "${data_feats}/org/${x}" \
       --output_dir "${dir}"
+    echo "${stamp}" > "${dir}/.done"
   done
 }
 
