@@ -21,6 +21,6 @@ set -euo pipefail
   --nj 2 --inference_nj 2 \
   --token_type bpe --bpemode unigram --nbpe 128 \
   --asr_configs "conf/train_supervised.yaml conf/train_bljust.yaml" \
-  --compare_configs "conf/tuning/train_suponly_small.yaml conf/tuning/train_ptft_bestrq_small.yaml conf/tuning/train_multitask_bestrq_small.yaml conf/tuning/train_bljust_bestrq_small.yaml conf/tuning/train_bljust_cpc_small.yaml" \
+  --compare_configs "conf/tuning/train_suponly_small.yaml conf/tuning/train_ptft_bestrq_small.yaml conf/tuning/train_multitask_bestrq_small.yaml conf/tuning/train_multitask_cpc_small.yaml conf/tuning/train_bljust_bestrq_small.yaml conf/tuning/train_bljust_cpc_small.yaml" \
   --compare_passes 1200 \
   "$@"
