@@ -262,7 +262,8 @@ if stage_on 9; then
   [ -n "${compare_configs}" ] || { log "stage 9 needs --compare_configs"; exit 2; }
   log "Stage 9: comparison at ${compare_passes} encoder passes each: ${compare_configs}"
   tags=()
-  for entry in ${compare_configs}; do
+  read -r -a entries <<< "${compare_configs}"  # split on blanks without glob expansion ([0.1,0.6,0.3])
+  for entry in "${entries[@]}"; do
     # an entry is a config, or a config with overrides (a sweep point):
     #   conf/x.yaml:bilevel.gamma_max=0.3:bilevel.k=2
     cfg=${entry%%:*} name=$(basename "${entry%%:*}" .yaml) variant= opts=()
