@@ -129,6 +129,9 @@ fi
 ${dry_run} || "${vpy}" "${tools_dir}/installers/fix_torchaudio_cpu.py"
 
 pip_install numpy kaldiio sentencepiece pyyaml typeguard humanfriendly soundfile tqdm pytest
+# Triton: the fused soft-DTW kernels on CUDA, and (its interpreter) their tests on CPU. A CUDA
+# torch brings the triton it was built with: never replace that one.
+"${vpy}" -c 'import triton' 2>/dev/null || pip_install triton
 log "installing bljust (editable) into the venv"
 pip_install --no-build-isolation --no-deps -e "${root_dir}"
 

@@ -37,15 +37,19 @@ Memory: the DP keeps two float tables of (N + M + 3) x P x (N + 2) cells for
 P pairs padded to N x M (about 4 P N M floats; P = 3B for the divergence), no
 term in D.  There is no length cap.
 
-Devices: the same vectorised torch code runs on CPU and CUDA tensors (on CUDA
-each anti-diagonal step is a few kernel launches; a fused kernel is future
-work).  On one CPU core, (B, N, M, D) = (4, 500, 450, 256) divergence forward +
+Devices: the same vectorised torch code runs on CPU and CUDA tensors; on CUDA
+each anti-diagonal step is a few kernel launches, so there the fused Triton
+kernels of :mod:`bljust.losses.softdtw_triton` (one launch per direction) are
+used when triton is installed (``impl="auto"``; ``impl="torch"`` forces this
+path).  On one CPU core, (B, N, M, D) = (4, 500, 450, 256) divergence forward +
 backward takes about 0.12 s (see test/bench/bench_softdtw.py).
 """
 
 from typing import Optional, Tuple
 
 import torch
+
+from bljust.losses import softdtw_triton
 
 __all__ = ["soft_dtw", "soft_dtw_divergence", "SoftDTW"]
 
@@ -203,6 +207,39 @@ def _build_dq(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torch.
     return dq
 
 
+def _build_cost(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                bandwidth: Optional[float], divergence: bool) -> torch.Tensor:
+    """Frame costs of every pair in a (P, N + 2, M + 2) table (cell (i, j) at [p, i, j],
+    1-based), +inf on the border and outside each pair's lengths and band."""
+    groups = [(x, y), (x, x), (y, y)] if divergence else [(x, y)]
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    N = max(a.shape[1] for a, _ in groups)
+    M = max(b.shape[1] for _, b in groups)
+    cost = torch.full((int(rows.numel()), N + 2, M + 2), float("inf"), dtype=dtype, device=x.device)
+    p0 = 0
+    ragged = bandwidth is not None
+    for a, b in groups:
+        pg, n, m = a.shape[0], a.shape[1], b.shape[1]
+        la, rb = _augment(a.to(dtype), True, 1.0), _augment(b.to(dtype), False, 1.0)
+        cost[p0:p0 + pg, 1:n + 1, 1:m + 1] = torch.bmm(la, rb.transpose(1, 2)).neg_()
+        ragged = ragged or bool((rows[p0:p0 + pg] < n).any()) or bool((cols[p0:p0 + pg] < m).any())
+        p0 += pg
+    if ragged:
+        keep = _band_keep(rows, cols, N, M, bandwidth)
+        cost[:, 1:N + 1, 1:M + 1].masked_fill_(~keep, float("inf"))
+    return cost
+
+
+def _use_fused(x: torch.Tensor, impl: str) -> bool:
+    if impl == "torch":
+        return False
+    fused = softdtw_triton.available(x.device)
+    if impl == "triton" and not fused:
+        raise ValueError(f"impl='triton' needs the triton package and a CUDA device (or "
+                         f"TRITON_INTERPRET=1 on CPU); tensors are on {x.device}")
+    return fused
+
+
 class _SoftDTWFn(torch.autograd.Function):
     """Soft-DTW values of (x, y) pairs, plus (x, x) and (y, y) if divergence.
 
@@ -210,33 +247,50 @@ class _SoftDTWFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, y, x_lens, y_lens, gamma, bandwidth, divergence):
+    def forward(ctx, x, y, x_lens, y_lens, gamma, bandwidth, divergence, fused):
         if divergence:
             rows, cols = torch.cat([x_lens, x_lens, y_lens]), torch.cat([y_lens, x_lens, y_lens])
         else:
             rows, cols = x_lens, y_lens
+        ctx.save_for_backward(x, y, rows, cols)
+        ctx.args = (gamma, bandwidth, divergence)
+        ctx.fused = fused
+        if fused:
+            c = _build_cost(x, y, rows, cols, bandwidth, divergence)
+            r, values = softdtw_triton.forward(c, rows, cols, gamma)
+            ctx.tables = (r, c)
+            return values.to(x.dtype)
         dq = _build_dq(x, y, rows, cols, gamma, bandwidth, divergence)
         N, M = dq.shape[2] - 2, dq.shape[0] - dq.shape[2] - 1
         q, q_end = _dp_forward(dq, rows, cols, N, M)
         ctx.dq, ctx.q = dq, q
-        ctx.save_for_backward(x, y, rows, cols)
-        ctx.args = (gamma, bandwidth, divergence)
         return (q_end * -gamma).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         x, y, rows, cols = ctx.saved_tensors
-        # The backward recursion overwrites dq in place (one buffer less); a
-        # second backward through the same graph rebuilds it.
-        dq = ctx.dq if ctx.dq is not None else _build_dq(x, y, rows, cols, *ctx.args)
-        ctx.dq = None
-        N, M = dq.shape[2] - 2, dq.shape[0] - dq.shape[2] - 1
-        log_e = _dp_backward(dq, ctx.q, rows, cols, N, M)
+        gamma = ctx.args[0]
+        if ctx.fused:
+            e_all = softdtw_triton.backward(*ctx.tables, rows, cols, gamma)
+            dt = e_all.dtype
+
+            def alignment(p0: int, n: int, m: int) -> torch.Tensor:
+                return e_all[p0:p0 + x.shape[0], :n, :m]
+        else:
+            # The backward recursion overwrites dq in place (one buffer less); a
+            # second backward through the same graph rebuilds it.
+            dq = ctx.dq if ctx.dq is not None else _build_dq(x, y, rows, cols, *ctx.args)
+            ctx.dq = None
+            N, M = dq.shape[2] - 2, dq.shape[0] - dq.shape[2] - 1
+            log_e = _dp_backward(dq, ctx.q, rows, cols, N, M)
+            dt = log_e.dtype
+
+            def alignment(p0: int, n: int, m: int) -> torch.Tensor:
+                return torch.exp(_skewed_view(log_e, p0, n, m)[:x.shape[0]])
         B, n, m = x.shape[0], x.shape[1], y.shape[1]
-        dt = log_e.dtype
         xd, yd = x.to(dt), y.to(dt)
         # dC/dx_i = 2 (x_i - y_j): gx = 2 (rowsum(E) x - E y), two bmm per term.
-        e = torch.exp(_skewed_view(log_e, 0, n, m)[:B]).mul_(grad[:B].to(dt).view(-1, 1, 1))
+        e = alignment(0, n, m).mul_(grad[:B].to(dt).view(-1, 1, 1))
         # (bmm, not baddbmm: CPU baddbmm runs one threaded addmm per pair.)
         gx = torch.addcmul(-torch.bmm(e, yd), e.sum(2, keepdim=True), xd)
         gy = torch.addcmul(-torch.bmm(e.transpose(1, 2), xd), e.sum(1).unsqueeze(2), yd)
@@ -245,10 +299,9 @@ class _SoftDTWFn(torch.autograd.Function):
                 sl = grad[(k + 1) * B:(k + 2) * B].to(dt).view(-1, 1, 1)
                 # E of a self pair is symmetric (so are C, the band and the DP):
                 # both sides move, so twice the one-sided gradient.
-                e = torch.exp(_skewed_view(log_e, (k + 1) * B, length, length)[:B])
-                e.mul_(sl * 2.0)
+                e = alignment((k + 1) * B, length, length).mul_(sl * 2.0)
                 gz.sub_(torch.bmm(e, z)).addcmul_(e.sum(2, keepdim=True), z)
-        return (gx * 2.0).to(x.dtype), (gy * 2.0).to(y.dtype), None, None, None, None, None
+        return (gx * 2.0).to(x.dtype), (gy * 2.0).to(y.dtype), None, None, None, None, None, None
 
 
 def _lengths(lens: Optional[torch.Tensor], b: int, n: int, dev: torch.device) -> torch.Tensor:
@@ -288,26 +341,28 @@ def _prep(x, y, x_lens, y_lens) -> Tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 def soft_dtw(x: torch.Tensor, y: torch.Tensor, x_lens: Optional[torch.Tensor] = None,
              y_lens: Optional[torch.Tensor] = None, gamma: float = 1.0,
-             bandwidth: Optional[float] = None) -> torch.Tensor:
+             bandwidth: Optional[float] = None, impl: str = "auto") -> torch.Tensor:
     """Soft-DTW value (B,) of each pair x[b, :x_lens[b]] vs y[b, :y_lens[b]].
 
     x: (B, N, D), y: (B, M, D); lengths default to N and M.  bandwidth: the
     Sakoe-Chiba half-width in frames of the longer sequence (module docstring).
+    impl: "auto" (the fused Triton kernels on CUDA when triton is installed, else
+    the torch path), "torch" or "triton".
     """
     _check(gamma, bandwidth)
     x, y, xl, yl = _prep(x, y, x_lens, y_lens)
-    return _SoftDTWFn.apply(x, y, xl, yl, float(gamma), bandwidth, False)
+    return _SoftDTWFn.apply(x, y, xl, yl, float(gamma), bandwidth, False, _use_fused(x, impl))
 
 
 def soft_dtw_divergence(x: torch.Tensor, y: torch.Tensor,
                         x_lens: Optional[torch.Tensor] = None,
                         y_lens: Optional[torch.Tensor] = None, gamma: float = 1.0,
-                        bandwidth: Optional[float] = None) -> torch.Tensor:
-    """sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2 per pair, shape (B,)."""
+                        bandwidth: Optional[float] = None, impl: str = "auto") -> torch.Tensor:
+    """sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2 per pair, shape (B,) (impl: see soft_dtw)."""
     _check(gamma, bandwidth)
     x, y, xl, yl = _prep(x, y, x_lens, y_lens)
     b = x.shape[0]
-    v = _SoftDTWFn.apply(x, y, xl, yl, float(gamma), bandwidth, True)
+    v = _SoftDTWFn.apply(x, y, xl, yl, float(gamma), bandwidth, True, _use_fused(x, impl))
     return v[:b] - 0.5 * (v[b:2 * b] + v[2 * b:])
 
 
