@@ -105,8 +105,15 @@ def _grads(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> List[torch.Ten
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
 
 
+def _flat(gs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """All of `gs` as one float32 vector: one copy kernel instead of a few per tensor."""
+    return torch.cat([g.reshape(-1).float() for g in gs]) if gs else torch.zeros(1)
+
+
 def _norm(gs: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.sqrt(sum((g.float() ** 2).sum() for g in gs)) if gs else torch.zeros(())
+    if not gs:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([g.float() for g in gs])))
 
 
 class PBGD:
@@ -127,12 +134,16 @@ class PBGD:
 
     # ------------------------------------------------------------------ pieces
     def _apply(self, opt: torch.optim.Optimizer, params: Sequence[nn.Parameter],
-               grads: Sequence[torch.Tensor]) -> float:
+               grads: Sequence[torch.Tensor], owned: bool = False) -> float:
+        """Steps `opt` along `grads`; owned=True hands the tensors over (no copy)."""
         if self.reduce_grads is not None:
             grads = self.reduce_grads(list(grads))
+        if not owned:
+            # a copy: clipping works in place, and the caller may reuse `grads` (reuse_lower_grad);
+            # one multi-tensor kernel rather than one copy per tensor
+            grads = torch._foreach_mul([g.detach() for g in grads], 1.0)
         for p, gr in zip(params, grads):
-            # a copy: clipping works in place, and the caller may reuse `grads` (reuse_lower_grad)
-            p.grad = gr.detach().to(p.dtype, copy=True)
+            p.grad = gr if gr.dtype == p.dtype else gr.to(p.dtype)
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
         norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         if not math.isfinite(norm):
@@ -165,33 +176,38 @@ class PBGD:
             ref = self.v_hat
         return g_value - ref
 
-    def lower_step(self) -> Tuple[float, List[torch.Tensor], Dict[str, float]]:
+    def lower_step(self) -> Tuple[torch.Tensor, List[torch.Tensor], Dict[str, float]]:
         params = self.groups.lower()
         g, stats = self._eval_g()
         gg = _grads(g, params)
         self._apply(self.opt_ll, params, gg)
-        return float(g.detach()), gg, stats
+        return g.detach(), gg, stats
 
     # ------------------------------------------------------------------ phases
     def step(self, step: int) -> Dict[str, float]:
         phase, t = phase_of(self.cfg, step)
         n_theta = len(self.groups.theta)
         out: Dict[str, float] = {"phase": float(PHASES.index(phase))}
+        # Logged values stay on the device until one transfer at the end: every
+        # float() of a CUDA tensor would stall the queue of kernels.
         if phase == "explore":
             g_val, gg, stats = self.lower_step()
-            out.update(stats, g=g_val, grad_g=float(_norm(gg[:n_theta])), penalty=self._track(g_val))
+            g_val, grad_g = torch.stack([g_val.float(), _norm(gg[:n_theta])]).tolist()
+            out.update(stats, g=g_val, grad_g=grad_g, penalty=self._track(g_val))
             return out
         if phase == "finetune":
             params = self.groups.finetune()
             f, stats = self._eval_f()
             gf = _grads(f, params)
-            self._apply(self.opt_ft, params, gf)
-            out.update(stats, f=float(f.detach()), grad_f=float(_norm(gf[:n_theta])))
+            grad_f = _norm(gf[:n_theta])
+            self._apply(self.opt_ft, params, gf, owned=True)
+            f_val, grad_f = torch.stack([f.detach().float(), grad_f]).tolist()
+            out.update(stats, f=f_val, grad_f=grad_f)
             return out
 
         gamma = gamma_at(self.cfg, t)
         last_gg: Optional[List[torch.Tensor]] = None
-        g_val = math.nan
+        g_val: Optional[torch.Tensor] = None
         for _ in range(self.cfg.k):
             g_val, last_gg, _ = self.lower_step()
         params = self.groups.upper()
@@ -202,20 +218,28 @@ class PBGD:
         else:
             g, gstats = self._eval_g()
             stats.update(gstats)
-            g_val = float(g.detach())
+            g_val = g.detach()
             gg = _grads(g, self.groups.lower())
         scale = min(1.0, 1.0 / gamma) if self.cfg.normalize and gamma > 0 else 1.0
         gf_theta, gf_phi = gf[:n_theta], gf[n_theta:]
         gg_theta, gg_eta = gg[:n_theta], gg[n_theta:]
-        direction = ([scale * (a + gamma * b) for a, b in zip(gf_theta, gg_theta)]
-                     + [scale * a for a in gf_phi]
-                     + [scale * gamma * b for b in gg_eta])
-        self._apply(self.opt_ul, params, direction)
-        nf, ng = _norm(gf_theta), _norm(gg_theta)
-        dot = sum((a.float() * b.float()).sum() for a, b in zip(gf_theta, gg_theta)) if n_theta else torch.zeros(())
-        cos = float(dot / (nf * ng)) if float(nf) > 0 and float(ng) > 0 else 0.0
-        out.update(stats, f=float(f.detach()), g=g_val, gamma=gamma, penalty=self._track(g_val),
-                   grad_f=float(nf), grad_g=float(ng), cos_fg=cos)
+        # statistics before the step: clipping scales the direction in place
+        vf, vg = _flat(gf_theta), _flat(gg_theta)
+        nf, ng, dot = torch.linalg.vector_norm(vf), torch.linalg.vector_norm(vg), torch.dot(vf, vg)
+        del vf, vg
+        # scale·(∇f + γ∇g) on θ, scale·∇f on φ, scale·γ∇g on η: multi-tensor kernels
+        d_theta = torch._foreach_add(gf_theta, gg_theta, alpha=gamma) if n_theta else []
+        if d_theta:
+            torch._foreach_mul_(d_theta, scale)
+        d_phi = torch._foreach_mul(gf_phi, scale) if gf_phi else []
+        d_eta = torch._foreach_mul(gg_eta, scale * gamma) if gg_eta else []
+        self._apply(self.opt_ul, params, list(d_theta) + list(d_phi) + list(d_eta), owned=True)
+        nan = torch.tensor(math.nan, device=nf.device)
+        f_val, g_val, nf, ng, dot = torch.stack([f.detach().float(), nan if g_val is None else g_val.float(),
+                                                 nf, ng, dot]).tolist()
+        cos = dot / (nf * ng) if nf > 0 and ng > 0 else 0.0
+        out.update(stats, f=f_val, g=g_val, gamma=gamma, penalty=self._track(g_val),
+                   grad_f=nf, grad_g=ng, cos_fg=cos)
         return out
 
     # ------------------------------------------------------------------ resume

@@ -14,6 +14,11 @@ import torch
 def build_optimizer(params: Iterable[torch.nn.Parameter], conf: Dict[str, Any]) -> torch.optim.Optimizer:
     conf = dict(conf)
     name = conf.pop("name", "adamw").lower()
+    params = list(params)
+    if name in ("adam", "adamw") and params and all(p.is_cuda for p in params):
+        # one fused kernel for the whole update on the GPU (torch's default there is the
+        # slower multi-tensor "foreach" path)
+        conf.setdefault("fused", True)
     if name == "adam":
         return torch.optim.Adam(params, **conf)
     if name == "adamw":

@@ -22,6 +22,7 @@ import torch
 
 from bljust.nets.asr_model import ASRModel
 from bljust.train.bilevel import PBGD, PBGDConfig, ParamGroups
+from bljust.train.schedulers import build_optimizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZES = {
@@ -59,11 +60,19 @@ def main() -> None:
     ap.add_argument("--unsup", default="cpc", choices=["cpc", "bestrq"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=0, help="utterances per batch (default: the config's)")
+    ap.add_argument("--frames", type=int, default=0, help="frames per utterance (default: the config's)")
+    ap.add_argument("--amp", default="none", choices=["none", "bf16"], help="bf16 autocast (CUDA only)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     enc, b, t = SIZES[args.config]
+    b, t = args.batch or b, args.frames or t
+    use_amp = args.amp == "bf16" and device.type == "cuda"
+
+    def amp():
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp)
     torch.manual_seed(0)
     model = ASRModel(80, 256, encoder=enc).to(device)
     unsup = make_unsup(args.unsup, model).to(device)
@@ -76,12 +85,14 @@ def main() -> None:
 
     def sup_pass(i):
         feats, lens, ys, ylens = lab[i]
-        loss, _ = model(feats, lens, ys, ylens)
+        with amp():
+            loss, _ = model(feats, lens, ys, ylens)
         loss.backward()
 
     def unsup_pass(i):
         feats, lens, _, _ = unl[i]
-        loss, _ = unsup(model, feats, lens)
+        with amp():
+            loss, _ = unsup(model, feats, lens)
         loss.backward()
 
     # the joint step, fed the same batches in the same order
@@ -90,16 +101,19 @@ def main() -> None:
     def f():
         feats, lens, ys, ylens = lab[cursor["lab"]]
         cursor["lab"] += 1
-        return model(feats, lens, ys, ylens)
+        with amp():
+            return model(feats, lens, ys, ylens)
 
     def g():
         feats, lens, _, _ = unl[cursor["unl"]]
         cursor["unl"] += 1
-        return unsup(model, feats, lens)
+        with amp():
+            return unsup(model, feats, lens)
 
     groups = ParamGroups(theta=list(model.encoder.parameters()), phi=list(model.ctc_head.parameters()),
                          eta=list(unsup.parameters()))
-    opts = [torch.optim.AdamW(ps, lr=1e-4) for ps in (groups.lower(), groups.upper(), groups.finetune())]
+    opts = [build_optimizer(ps, {"name": "adamw", "lr": 1e-4})  # as the trainer builds them (fused on CUDA)
+            for ps in (groups.lower(), groups.upper(), groups.finetune())]
     algo = PBGD(PBGDConfig(n1=0, n2=10 ** 6, k=1), groups, f, g, *opts)
     reuse = PBGD(PBGDConfig(n1=0, n2=10 ** 6, k=1, reuse_lower_grad=True), groups, f, g, *opts)
 
@@ -135,7 +149,7 @@ def main() -> None:
     sp, sj, sr = statistics.median(passes), statistics.median(joint), statistics.median(joint_reuse)
     nparam = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"device: {device} ({torch.get_num_threads()} threads), config {args.config} ({nparam:.1f}M params), "
-          f"unsup {args.unsup}, batch {b} x {t} frames")
+          f"unsup {args.unsup}, batch {b} x {t} frames, amp {args.amp if use_amp else 'none'}")
     print(f"sum of passes (1 supervised + 2 unsupervised fwd/bwd): {sp * 1000:.1f} ms (median of {args.repeats})")
     print(f"BL-JUST joint step (K=1, exact):                    {sj * 1000:.1f} ms (median of {args.repeats})")
     print(f"BL-JUST joint step (K=1, reuse_lower_grad):         {sr * 1000:.1f} ms (median of {args.repeats}): "
