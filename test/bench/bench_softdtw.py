@@ -3,8 +3,10 @@
     python test/bench/bench_softdtw.py [--reps 3] [--gamma 0.1]
 
 CPU peer: tslearn's SoftDTWLossPyTorch(normalize=True) (pip package ``tslearn``,
-benchmark only; skipped with a message when missing).  On CUDA also pysdtw
-(skipped when missing).  Runs are interleaved (ours, peer, ours, ...) and the
+benchmark only; skipped with a message when missing).  On CUDA: ours with the
+fused Triton kernels ("bljust"), ours with the torch path ("bljust-torch") and
+pysdtw (skipped when missing); ``cuda speedup vs pysdtw`` is pysdtw's time / the
+fused kernels' at (4, 500, 450, 256).  Runs are interleaved (ours, peer, ours, ...) and the
 best wall time is kept because the CPU may be shared (OMP_WAIT_POLICY
 defaults to PASSIVE here, see below).  Peak memory: RSS
 high-water mark over the run (CPU; /proc/self/clear_refs resets it) and
@@ -91,8 +93,8 @@ def _time_once(fn, shape, device):
     return dt, peak
 
 
-def _ours(gamma):
-    return lambda x, y: soft_dtw_divergence(x, y, gamma=gamma)
+def _ours(gamma, impl="auto"):
+    return lambda x, y: soft_dtw_divergence(x, y, gamma=gamma, impl=impl)
 
 
 def _tslearn(gamma):
@@ -107,10 +109,13 @@ def _tslearn(gamma):
 
 def _pysdtw(gamma):
     try:
+        import numpy as np
         import pysdtw
     except ImportError as e:
         print(f"# pysdtw missing ({e}); pip install pysdtw to compare on CUDA", flush=True)
         return None
+    if not hasattr(np, "row_stack"):  # pysdtw 0.0.5 calls np.row_stack, gone in NumPy 2.x
+        np.row_stack = np.vstack
     try:
         sdtw = pysdtw.SoftDTW(gamma=gamma, dist_func=pysdtw.distance.pairwise_l2_squared,
                               use_cuda=True)
@@ -130,20 +135,37 @@ def _set_threads(n):
 
 
 def _compare(methods, shape, device, reps):
+    """Best time and peak memory of each method; a method that fails (a peer's length cap,
+    out of memory) gets its error instead, and the others still run."""
     best = {name: (float("inf"), 0.0) for name in methods}
-    for name, fn in methods.items():  # warm-up (numba JIT, allocator)
+    failed = {}
+    for name, fn in methods.items():  # warm-up (numba JIT, Triton compile, allocator)
         _time_once(fn, (1, 16, 12, shape[3]), device)
     for _ in range(reps):
         for name, fn in methods.items():
-            dt, peak = _time_once(fn, shape, device)
+            if name in failed:
+                continue
+            try:
+                dt, peak = _time_once(fn, shape, device)
+            except Exception as e:
+                failed[name] = str(e).splitlines()[0][:80]
+                continue
             best[name] = (min(best[name][0], dt), max(best[name][1], peak))
+    for name, why in failed.items():
+        best[name] = why
     return best
+
+
+def _row(best, digits):
+    return "  ".join(f"{n} failed ({v})" if isinstance(v, str) else f"{n} {v[0]:7.{digits}f} s peak {v[1]:7.0f} MiB"
+                     for n, v in best.items())
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--gamma", type=float, default=0.1)
+    ap.add_argument("--cuda-only", action="store_true", help="skip the CPU comparison")
     args = ap.parse_args(argv)
     cpu = torch.device("cpu")
     methods = {"bljust": _ours(args.gamma)}
@@ -153,17 +175,22 @@ def main(argv=None) -> int:
     speedup = None
     print(f"# soft-DTW divergence fwd+bwd, gamma={args.gamma}, best of {args.reps}, "
           f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
-    for threads in (1, 2):
+    for threads in () if args.cuda_only else (1, 2):
         _set_threads(threads)
         for shape in SHAPES:
             best = _compare(methods, shape, cpu, args.reps)
-            row = "  ".join(f"{n} {t:7.3f} s peak {m:7.0f} MiB" for n, (t, m) in best.items())
+            row = _row(best, 3)
             print(f"cpu threads={threads} (B,N,M,D)={shape}: {row}", flush=True)
-            if threads == 1 and shape == SHAPES[-1] and "tslearn" in best:
+            if threads == 1 and shape == SHAPES[-1] and not isinstance(best.get("tslearn", ""), str):
                 speedup = best["tslearn"][0] / best["bljust"][0]
+    cuda_speedup = None
     if torch.cuda.is_available():
+        from bljust.losses import softdtw_triton
+
         gpu = torch.device("cuda")
         methods = {"bljust": _ours(args.gamma)}
+        if softdtw_triton.available(gpu):  # "bljust" is then the fused kernels: time the torch path too
+            methods["bljust-torch"] = _ours(args.gamma, "torch")
         peer = _pysdtw(args.gamma)
         if peer is not None:
             methods["pysdtw"] = peer
@@ -173,8 +200,12 @@ def main(argv=None) -> int:
             except Exception as e:  # a peer's length cap (pysdtw: 1024) or OOM
                 print(f"cuda {shape}: failed: {e}".splitlines()[0])
                 continue
-            row = "  ".join(f"{n} {t:7.4f} s peak {m:7.0f} MiB" for n, (t, m) in best.items())
+            row = _row(best, 4)
             print(f"cuda (B,N,M,D)={shape}: {row}", flush=True)
+            if shape == SHAPES[-1] and not isinstance(best.get("pysdtw", ""), str):
+                cuda_speedup = best["pysdtw"][0] / best["bljust"][0]
+        if cuda_speedup is not None:
+            print(f"cuda speedup vs pysdtw: {cuda_speedup:.2f}")
     print(f"speedup: {speedup:.2f}" if speedup is not None else "speedup: n/a")
     return 0
 

@@ -24,19 +24,21 @@ CONF_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "egs", "TEMPLATE"
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core peaks
 
 
-def batch_shape(name: str, device: str) -> tuple:
+def batch_shape(name: str, device: str, batch: int = 0, frames: int = 0) -> tuple:
+    if batch and frames:
+        return batch, frames
     if device == "cuda":
         return (32, 1500) if "small" in name else (16, 1500)
     return (8, 500) if "small" in name else (4, 500)
 
 
-def setup(name: str, impl: str, device: str, amp: str):
+def setup(name: str, impl: str, device: str, amp: str, shape: tuple = (0, 0), compile_: bool = False):
     """Returns (step function, stats) for one config and encoder implementation."""
     conf = load_config(os.path.join(CONF_DIR, f"train_{name}.yaml"), ["--encoder.impl", impl])
     torch.manual_seed(0)
     model = build_asr_model(conf, 80, 256).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    b, t = batch_shape(name, device)
+    b, t = batch_shape(name, device, *shape)
     feats = torch.randn(b, t, 80, device=device)
     lens = torch.full((b,), t, device=device).long()
     lens[-1] = int(t * 0.8)
@@ -44,9 +46,11 @@ def setup(name: str, impl: str, device: str, amp: str):
     ylens = torch.full((b,), t // 20, device=device).long()
     use_amp = amp == "bf16" and device == "cuda"
 
+    net = model
+
     def step():
         with torch.autocast(device, dtype=torch.bfloat16, enabled=use_amp):
-            loss, _ = model(feats, lens, ys, ylens)
+            loss, _ = net(feats, lens, ys, ylens)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -55,14 +59,21 @@ def setup(name: str, impl: str, device: str, amp: str):
 
     with FlopCounterMode(display=False) as fc:
         step()  # also the warm-up
-    return step, {"params": sum(p.numel() for p in model.parameters()), "frames": float(lens.sum()),
+    if compile_:  # FLOPs are counted on the eager model above; the compiled one is timed
+        t0 = time.perf_counter()
+        net = torch.compile(model)
+        step()
+        step()
+        print(f"# {name}/{impl}: torch.compile warm-up {time.perf_counter() - t0:.1f} s", flush=True)
+    return step, {"params": sum(p.numel() for p in model.parameters()), "frames": float(lens.sum()), "batch": b, "t": t,
                   "flops": fc.get_total_flops()}
 
 
-def bench(name: str, impls: list, steps: int, device: str, amp: str) -> dict:
+def bench(name: str, impls: list, steps: int, device: str, amp: str, shape: tuple = (0, 0),
+          compile_: bool = False) -> dict:
     """Alternates the implementations step by step and keeps each one's fastest step,
     so load from other processes on a shared machine hits both alike."""
-    runs = {impl: setup(name, impl, device, amp) for impl in impls}
+    runs = {impl: setup(name, impl, device, amp, shape, compile_) for impl in impls}
     best = {impl: float("inf") for impl in impls}
     for _ in range(steps):
         for impl, (step, _) in runs.items():
@@ -83,6 +94,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", default="bf16", choices=["none", "bf16"])
+    ap.add_argument("--batch", type=int, default=0, help="utterances per batch (default: by config and device)")
+    ap.add_argument("--frames", type=int, default=0, help="input frames per utterance (with --batch)")
+    ap.add_argument("--compile", action="store_true", help="time the torch.compile'd model")
     a = ap.parse_args(argv)
     peak = None
     if a.device == "cuda":
@@ -93,10 +107,11 @@ def main(argv=None) -> int:
         print(f"device: cpu, {torch.get_num_threads()} threads (shared machine: figures are indicative)")
     summary = []
     for name in a.configs.split(","):
-        row = bench(name, a.impls.split(","), a.steps, a.device, a.amp)
+        row = bench(name, a.impls.split(","), a.steps, a.device, a.amp, (a.batch, a.frames), a.compile)
         for impl, r in row.items():
             mfu = f"  MFU {100 * r['flops_s'] / peak:.1f}%" if peak and a.amp == "bf16" else ""
-            print(f"{name:24s} {impl:10s} {r['params'] / 1e6:6.1f}M params  {r['step_s'] * 1000:8.1f} ms/step  "
+            print(f"{name:24s} {impl:10s} batch {int(r['batch'])}x{int(r['t'])}{' compiled' if a.compile else ''}  "
+                  f"{r['params'] / 1e6:6.1f}M params  {r['step_s'] * 1000:8.1f} ms/step  "
                   f"{r['frames_s']:10.0f} frames/s  {r['flops'] / 1e9:8.1f} GFLOP/step  "
                   f"{r['flops_s'] / 1e12:6.2f} TFLOP/s{mfu}")
         if "bljust" in row and "torchaudio" in row:
