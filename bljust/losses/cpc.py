@@ -1,15 +1,28 @@
 """CPC / InfoNCE future prediction, the lower-level loss of the BL-JUST paper.
 
-From the encoder output h_t (the context), a prediction head W_k guesses the
-encoder representation k steps ahead, k = 1..K. Each prediction is scored by
-cosine similarity / temperature against its true target and `num_negatives`
-distractors drawn uniformly from the other valid frames of the batch (other time
-steps and other utterances); the loss is the cross-entropy of picking the true
-one. Anchors, targets and negatives never come from padding.
+A prediction head W_k guesses, from a context vector c, the encoder representation
+k steps ahead, k = 1..K. Each prediction is scored by cosine similarity / temperature
+against its true target and `num_negatives` distractors drawn uniformly from the
+other valid target frames of the batch; the loss is the cross-entropy of picking the
+true one. Anchors, targets and negatives never come from padding.
+
+Where the context comes from (`context`):
+
+- ``segment`` (the default, as the paper's authors do it): each unlabeled utterance is
+  cut into windows of `context_frames` + `future_frames` input frames (2 s + 1 s at
+  10 ms); the context part and the future part go through the encoder *separately*.
+  c is the encoder output at the last frame of the context part, which has seen
+  nothing after the cut; the targets are the encoder outputs of the future part,
+  which has seen nothing before it. So no prediction can copy what it predicts.
+  An utterance shorter than one window gives one window cut at the same ratio.
+- ``bidirectional`` (kept for comparison, with look-ahead): c_t is the encoder output
+  at every frame t of the whole utterance. A bidirectional encoder has already seen
+  frames t+1..t+K there, so the task can be solved by copying (accuracy near 100%
+  within a hundred steps on mini_synth): it is not CPC as the paper means it.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +35,15 @@ class CPCLoss(nn.Module):
     """The unsupervised head (η) and loss; `forward(model, feats, feat_lens)`."""
 
     def __init__(self, dim: int, num_steps: int = 4, num_negatives: int = 50, temperature: float = 0.1,
-                 proj_dim: int = 256, detach_targets: bool = False) -> None:
+                 proj_dim: int = 256, detach_targets: bool = False, context: str = "segment",
+                 context_frames: int = 200, future_frames: int = 100) -> None:
         super().__init__()
+        if context not in ("segment", "bidirectional"):
+            raise ValueError(f"unsup.context must be segment or bidirectional, not {context!r}")
+        if context_frames < 8 or future_frames < 8:
+            raise ValueError("unsup.context_frames and unsup.future_frames must be >= 8 input frames")
+        self.context = context
+        self.context_frames, self.future_frames = int(context_frames), int(future_frames)
         self.num_steps = num_steps
         self.num_negatives = num_negatives
         self.temperature = temperature
@@ -66,7 +86,76 @@ class CPCLoss(nn.Module):
             return h.sum() * 0.0, {"cpc_acc": 0.0}
         return total / count, {"cpc_acc": correct / count}
 
+    # ------------------------------------------------------------------ segment context
+    def windows(self, feat_lens: torch.Tensor) -> List[Tuple[int, int, int, int]]:
+        """(utterance, start, cut, end) of each window, in input frames: context [start, cut),
+        future [cut, end)."""
+        c, f = self.context_frames, self.future_frames
+        out = []
+        for b, n in enumerate(feat_lens.tolist()):
+            if n >= c + f:
+                out += [(b, s, s + c, s + c + f) for s in range(0, n - c - f + 1, c + f)]
+            else:
+                cut = (n * c) // (c + f)
+                if cut >= 8 and n - cut >= 8:
+                    out.append((b, 0, cut, n))
+        return out
+
+    def _gather(self, feats: torch.Tensor, spans: List[Tuple[int, int, int]]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(len(spans), longest, D) batch of feats[b, s:e] for each (b, s, e), zero-padded."""
+        lens = torch.tensor([e - s for _, s, e in spans], device=feats.device)
+        t = int(lens.max())
+        idx = torch.tensor([s for _, s, _ in spans], device=feats.device).unsqueeze(1) + torch.arange(
+            t, device=feats.device).unsqueeze(0)
+        utt = torch.tensor([b for b, _, _ in spans], device=feats.device).unsqueeze(1).expand(-1, t)
+        keep = valid_mask(lens, t)
+        x = feats[utt, idx.clamp(max=feats.size(1) - 1)]
+        return x.masked_fill(~keep.unsqueeze(-1), 0.0), lens
+
+    def predictions(self, model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor):
+        """Segment mode: predictions (W, K, P) made at each window's last context frame, the
+        future encodings (W, T', H) with their lengths, and the windows."""
+        wins = self.windows(feat_lens)
+        if not wins:
+            return None, None, None, wins
+        ctx, ctx_lens = self._gather(feats, [(b, s, c) for b, s, c, _ in wins])
+        fut, fut_lens = self._gather(feats, [(b, c, e) for b, _, c, e in wins])
+        hc, lc = model.encode(ctx, ctx_lens)
+        hf, lf = model.encode(fut, fut_lens)
+        last = hc[torch.arange(len(wins), device=hc.device), (lc - 1).clamp(min=0)]
+        pred = self.predictor(last).reshape(len(wins), self.num_steps, self.proj_dim)
+        return pred, hf, lf, wins
+
+    def _segment_loss(self, model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor
+                      ) -> Tuple[torch.Tensor, Dict[str, float]]:
+        pred, hf, lf, wins = self.predictions(model, feats, feat_lens)
+        if pred is None:
+            return feats.sum() * 0.0 + sum(p.sum() for p in self.parameters()) * 0.0, {"cpc_acc": 0.0}
+        w, t, _ = hf.shape
+        tgt = F.normalize(self.target_proj(hf.detach() if self.detach_targets else hf).float(), dim=-1)
+        tgt = tgt.reshape(w * t, -1)
+        frames = valid_mask(lf, t).reshape(-1).nonzero(as_tuple=True)[0]
+        n_valid = frames.numel()
+        rank = torch.full((w * t,), -1, dtype=torch.long, device=hf.device)
+        rank[frames] = torch.arange(n_valid, device=hf.device)
+        pred = F.normalize(pred.float(), dim=-1)
+        k = torch.arange(self.num_steps, device=hf.device)
+        live = k.unsqueeze(0) < lf.unsqueeze(1)                             # (W, K): target exists
+        win_idx, step = live.nonzero(as_tuple=True)
+        if win_idx.numel() == 0 or n_valid < 2:
+            return hf.sum() * 0.0 + pred.sum() * 0.0, {"cpc_acc": 0.0}
+        pos = win_idx * t + step                                            # flat target frame
+        r = torch.randint(0, n_valid - 1, (pos.numel(), self.num_negatives), device=hf.device)
+        r = r + (r >= rank[pos].unsqueeze(1)).long()
+        cand = torch.cat([pos.unsqueeze(1), frames[r]], dim=1)
+        logits = torch.einsum("ap,anp->an", pred[win_idx, step], tgt[cand]) / self.temperature
+        loss = F.cross_entropy(logits, torch.zeros_like(pos))
+        acc = (logits.detach().argmax(1) == 0).float().mean()
+        return loss, {"cpc_acc": float(acc)}
+
     def forward(self, model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor
                 ) -> Tuple[torch.Tensor, Dict[str, float]]:
+        if self.context == "segment":
+            return self._segment_loss(model, feats, feat_lens)
         h, lens = model.encode(feats, feat_lens)
         return self.loss_from_encoded(h, lens)

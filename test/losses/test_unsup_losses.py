@@ -104,3 +104,42 @@ def test_bestrq_targets_are_frozen_and_deterministic():
     x = torch.randn(2, 40, 20)
     assert torch.equal(a.targets(x, 10), b.targets(x, 10))
     assert not a.projection.requires_grad and not a.codebook.requires_grad
+
+
+def _cpc_predictions_after_changing_the_future(context):
+    """Predictions made at each context's last frame, before and after the frames after it
+    (the future part of every window) are replaced by noise."""
+    model = tiny_model()
+    model.eval()
+    loss_fn = CPCLoss(dim=32, num_steps=3, num_negatives=10, proj_dim=16, context=context,
+                      context_frames=40, future_frames=20)
+    feats, lens = batch()
+    wins = loss_fn.windows(lens)
+    changed = feats.clone()
+    for b, _, cut, end in wins:
+        changed[b, cut:end] = torch.randn(end - cut, feats.size(2))
+    if context == "segment":
+        pa, pb = loss_fn.predictions(model, feats, lens)[0], loss_fn.predictions(model, changed, lens)[0]
+        return wins, pa, pb
+    # bidirectional: the prediction made at the frame of each cut, from the whole utterance
+    ha, la = model.encode(feats, lens)
+    hb, _ = model.encode(changed, lens)
+    at = [(b, cut // 4 - 1) for b, _, cut, _ in wins]
+    pa = torch.stack([loss_fn.predictor(ha[b, t]) for b, t in at])
+    pb = torch.stack([loss_fn.predictor(hb[b, t]) for b, t in at])
+    return wins, pa, pb
+
+
+def test_cpc_segment_context_never_sees_the_future_it_predicts():
+    wins, before, after = _cpc_predictions_after_changing_the_future("segment")
+    # 120 frames hold two 60-frame windows, 64 frames one; 37 frames one cut at 2/3
+    assert [(b, s, c, e) for b, s, c, e in wins] == [(0, 0, 40, 60), (0, 60, 100, 120), (1, 0, 40, 60),
+                                                      (2, 0, 24, 37)]
+    assert torch.equal(before, after)
+
+
+def test_cpc_bidirectional_context_does_see_the_future():
+    """The legacy variant fails the same check: that is what the segment context fixes."""
+    _, before, after = _cpc_predictions_after_changing_the_future("bidirectional")
+    assert not torch.allclose(before, after)
+
