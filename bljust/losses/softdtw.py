@@ -51,7 +51,7 @@ import torch
 
 from bljust.losses import softdtw_triton
 
-__all__ = ["soft_dtw", "soft_dtw_divergence", "SoftDTW"]
+__all__ = ["soft_dtw", "soft_dtw_divergence", "expected_alignment", "SoftDTW"]
 
 _NEG_INF = float("-inf")
 
@@ -364,6 +364,24 @@ def soft_dtw_divergence(x: torch.Tensor, y: torch.Tensor,
     b = x.shape[0]
     v = _SoftDTWFn.apply(x, y, xl, yl, float(gamma), bandwidth, True, _use_fused(x, impl))
     return v[:b] - 0.5 * (v[b:2 * b] + v[2 * b:])
+
+
+@torch.no_grad()
+def expected_alignment(x: torch.Tensor, y: torch.Tensor, x_lens: Optional[torch.Tensor] = None,
+                       y_lens: Optional[torch.Tensor] = None, gamma: float = 1.0,
+                       bandwidth: Optional[float] = None) -> torch.Tensor:
+    """E (B, N, M): the soft alignment of each pair, d sdtw / d C (zero outside the lengths).
+
+    Each row of a hard alignment path has E = 1 on its cells; the soft one spreads that
+    mass, so E shows where soft-DTW lets x[i] match y[j] (for diagnostics and plots).
+    """
+    _check(gamma, bandwidth)
+    x, y, xl, yl = _prep(x, y, x_lens, y_lens)
+    dq = _build_dq(x, y, xl, yl, float(gamma), bandwidth, False)
+    N, M = dq.shape[2] - 2, dq.shape[0] - dq.shape[2] - 1
+    q, _ = _dp_forward(dq, xl, yl, N, M)
+    log_e = _dp_backward(dq, q, xl, yl, N, M)
+    return torch.exp(_skewed_view(log_e, 0, x.shape[1], y.shape[1])[:x.shape[0]]).to(x.dtype)
 
 
 class SoftDTW(torch.nn.Module):

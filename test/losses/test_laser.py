@@ -80,3 +80,21 @@ def test_laser_loss_trains_a_projection():
         opt.step()
     assert torch.isfinite(value)
     assert loss().item() < first
+
+
+def test_laser_loss_equals_a_direct_float64_computation():
+    """D_gamma + alpha (IDM + IDM') from plain loops: the soft-DTW recursion cell by cell
+    and the IDM double sum, in float64, pair by pair."""
+    from test_softdtw import _ref_sdtw
+
+    z, zl = _batch(4)
+    z2, _ = _batch(5, t=7)
+    z2l = torch.tensor([7, 7, 4])
+    alpha, lam, gamma = 0.4, 1.1, 0.1
+    got = LaserLoss(alpha=alpha, sigma=0, lam=lam, gamma=gamma)(z, zl, z2, z2l)
+    per = []
+    for b in range(3):
+        x, y = z[b, :zl[b]], z2[b, :z2l[b]]
+        div = _ref_sdtw(x, y, gamma) - 0.5 * (_ref_sdtw(x, x, gamma) + _ref_sdtw(y, y, gamma))
+        per.append(float(div) + alpha * (_idm_loop(x, 0, lam) + _idm_loop(y, 0, lam)))
+    torch.testing.assert_close(got, torch.tensor(sum(per) / 3, dtype=torch.float64), rtol=1e-6, atol=1e-6)
