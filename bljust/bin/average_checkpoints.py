@@ -14,16 +14,17 @@ import os
 import sys
 from typing import List, Optional
 
-import torch
 from typeguard import typechecked
 
-from bljust.train.checkpoint import average_state_dicts, best_epochs, link, save_atomic
+from bljust.train.checkpoint import average_state_dicts, best_epochs, link, load_checkpoint, save_atomic
+from bljust.utils import cli
+from bljust.utils.lock import hold_dir
 from bljust.utils.log import setup_logging
 
 
 @typechecked
 def average_best(exp_dir: str, metric: str, nbest: int, output: Optional[str] = None) -> str:
-    ck = torch.load(os.path.join(exp_dir, "checkpoint.pth"), map_location="cpu", weights_only=False)
+    ck, _ = load_checkpoint(exp_dir, required=("state",))
     hist = [h for h in ck["state"]["history"] if os.path.exists(os.path.join(exp_dir, f"{h['epoch']}epoch.pth"))]
     epochs = best_epochs(hist, metric, nbest)
     if not epochs:
@@ -44,20 +45,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--metric", default="valid_cer", choices=["valid_cer", "valid_loss"])
     ap.add_argument("--nbest", type=int, default=5)
     ap.add_argument("--verbose", type=int, default=1)
+    ap.add_argument("--debug", action="store_true", help="print the traceback of an error")
     a = ap.parse_args(argv)
     setup_logging(a.verbose)
-    try:
+    if not a.exp_dir and (not a.models or not a.output):
+        ap.error("give model files and --output, or --exp_dir")
+
+    def body() -> None:
         if a.exp_dir:
-            average_best(a.exp_dir, a.metric, a.nbest, a.output)
+            with hold_dir(a.exp_dir, "averaging checkpoints"):  # not while a training writes there
+                average_best(a.exp_dir, a.metric, a.nbest, a.output)
         else:
-            if not a.models or not a.output:
-                ap.error("give model files and --output, or --exp_dir")
             save_atomic(average_state_dicts(a.models), a.output)
             logging.info("averaged %d models into %s", len(a.models), a.output)
-    except (OSError, ValueError, KeyError) as e:
-        logging.error("%s", e)
-        return 1
-    return 0
+
+    return cli.run(body, a.debug)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,14 @@ import sys
 from typing import List, Optional
 
 from bljust.nets import upstream_convert
+from bljust.utils import cli
+from bljust.utils.log import setup_logging
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return upstream_convert.main(argv)
+    """Errors (a refused or damaged checkpoint, ...) are one line; --debug adds the traceback."""
+    setup_logging(1)
+    return cli.main_guard(argv, upstream_convert.main)
 
 
 if __name__ == "__main__":

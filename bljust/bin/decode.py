@@ -7,27 +7,29 @@
         exp/x/decode_test/logdir/output.*     (or: --merge --nj N, parts from logdir/output.{1..N})
 
 Writes <output_dir>/{text,token,score} (utt -> words / tokens / log-prob).
+The token list, feature dimension and CMVN (--cmvn: the training statistics, optional)
+must be the model's: another token list is an error, not a wrong transcript. One
+decoding writes an output dir at a time (<output_dir>/.lock). Errors are one line;
+--debug adds the traceback.
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from typeguard import typechecked
 
 from bljust.decode.runner import decode_data_dir, merge_outputs
-from bljust.utils.fileio import FormatError
+from bljust.utils import cli
+from bljust.utils.lock import hold_dir
 from bljust.utils.log import setup_logging
-
-ERRORS = (FileNotFoundError, FormatError, ValueError)
 
 
 @typechecked
 def run_decode(model_file: str, data_dir: str, token_dir: str, output_dir: str, config: str | None,
                decode_method: str, beam_size: int, batch_size: int, nbest: int, ngpu: int,
-               utt_list: str | None, allow_missing: bool, token_topk: int | None) -> int:
+               utt_list: str | None, allow_missing: bool, token_topk: int | None, cmvn: str | None = None) -> int:
     if decode_method not in ("greedy", "beam"):
         raise ValueError(f"--decode_method {decode_method}: greedy or beam")
     if min(beam_size, batch_size, nbest) < 1 or ngpu < 0:
@@ -36,9 +38,15 @@ def run_decode(model_file: str, data_dir: str, token_dir: str, output_dir: str, 
         raise ValueError("--nbest > 1 needs --decode_method beam")
     if nbest > beam_size:
         raise ValueError(f"--nbest {nbest} is larger than --beam_size {beam_size}")
+    if ngpu > 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--ngpu {ngpu}, but torch sees no CUDA device on this machine: use --ngpu 0")
     device = "cuda" if ngpu > 0 else "cpu"
-    return decode_data_dir(model_file, data_dir, token_dir, output_dir, config, decode_method, beam_size,
-                           batch_size, nbest, device, utt_list, allow_missing, token_topk)
+    with hold_dir(output_dir, "decoding"):
+        return decode_data_dir(model_file, data_dir, token_dir, output_dir, config, decode_method, beam_size,
+                               batch_size, nbest, device, utt_list, allow_missing, token_topk, cmvn)
 
 
 def _merge_main(argv) -> int:
@@ -51,17 +59,17 @@ def _merge_main(argv) -> int:
     p.add_argument("--data_dir", default=None, help="the whole set: every utterance must be decoded")
     p.add_argument("--allow_missing", action="store_true", help="utterances without features may be absent")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error")
     a = p.parse_args(argv)
     setup_logging(a.verbose)
     parts = a.parts or [os.path.join(a.output_dir, "logdir", f"output.{j}") for j in range(1, (a.nj or 0) + 1)]
     if not parts:
         p.error("list the part directories or give --nj")
-    try:
-        merge_outputs(parts, a.output_dir, a.data_dir, a.allow_missing)
-    except ERRORS as e:
-        logging.error("%s", e)
-        return 1
-    return 0
+    def body() -> None:
+        with hold_dir(a.output_dir, "merging decoding outputs"):
+            merge_outputs(parts, a.output_dir, a.data_dir, a.allow_missing)
+
+    return cli.run(body, a.debug)
 
 
 def main(argv=None) -> int:
@@ -86,16 +94,17 @@ def main(argv=None) -> int:
     p.add_argument("--utt_list", default=None, help="decode these utterances (default: text, else feats.scp)")
     p.add_argument("--allow_missing", action="store_true",
                    help="skip (and count) utterances that have no features instead of failing")
+    p.add_argument("--cmvn", default=None, help="the CMVN stats the model was trained with (checked against its "
+                   "record; the model holds the statistics themselves)")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error")
     a = p.parse_args(argv)
     setup_logging(a.verbose)
-    try:
+    def body() -> None:
         run_decode(a.model_file, a.data_dir, a.token_dir, a.output_dir, a.config, a.decode_method, a.beam_size,
-                   a.batch_size, a.nbest, a.ngpu, a.utt_list, a.allow_missing, a.token_topk)
-    except ERRORS as e:
-        logging.error("%s", e)
-        return 1
-    return 0
+                   a.batch_size, a.nbest, a.ngpu, a.utt_list, a.allow_missing, a.token_topk, a.cmvn)
+
+    return cli.run(body, a.debug)
 
 
 if __name__ == "__main__":

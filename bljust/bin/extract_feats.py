@@ -27,6 +27,7 @@ from bljust.features.audio import utterance_ids
 from bljust.features.extract import FeatureError, extract_job, merge_jobs, split_ids
 from bljust.features.fbank import FbankOptions
 from bljust.utils.fileio import FormatError
+from bljust.utils.lock import LockError, hold, hold_dir
 from bljust.utils.log import setup_logging
 
 
@@ -81,8 +82,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.merge:
             if not (args.out_dir and args.nj):
                 raise ValueError("--merge needs --out_dir and --nj")
-            merge_jobs(args.data_dir, args.dest or args.out_dir,
-                       [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)])
+            with hold_dir(args.dest or args.out_dir, "merging features"):
+                merge_jobs(args.data_dir, args.dest or args.out_dir,
+                           [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)])
             return 0
         opts = _opts(args)
         only = None
@@ -102,9 +104,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name in ("wav.scp",):
             if not os.path.isfile(os.path.join(args.data_dir, name)):
                 raise ValueError(f"{args.data_dir} has no {name}")
-        extract_job(args.data_dir, ark, scp, opts, args.fs, args.resample, args.strict, only)
+        # one writer per job output (a rerun while an orphaned job still writes it stops here)
+        with hold((scp[:-4] if scp.endswith(".scp") else scp) + ".lock", "feature extraction"):
+            extract_job(args.data_dir, ark, scp, opts, args.fs, args.resample, args.strict, only)
         return 0
-    except (FeatureError, FormatError, ValueError, OSError) as e:
+    except (FeatureError, FormatError, ValueError, OSError, LockError) as e:
         logging.error("%s", e)
         return 1
 

@@ -5,7 +5,11 @@
         --cmvn dump/fbank/train/cmvn.ark --output_dir exp/asr_x --ngpu 0 [--encoder.num_layers 6 ...]
 
 Any config key can be overridden with --dotted.key value. Running the same command
-again resumes from output_dir/checkpoint.pth.
+again resumes from output_dir/checkpoint.pth (or, if that file is damaged, from the
+checkpoint.prev.pth kept beside it). A folder whose run had other model or feature
+settings (encoder, token list, CMVN, ...) is refused untouched: give another
+--output_dir, or --resume false to start over in it. Only one training runs in a
+folder at a time (output_dir/.lock). Errors are one line; --debug adds the traceback.
 
 Parallel runs: --ngpu N (N > 1) starts N processes on this node (NCCL); on CPU,
 --world_size N --dist_backend gloo does the same. Under torchrun or srun the launcher's
@@ -23,72 +27,96 @@ from typeguard import typechecked
 
 from bljust.train import distributed as D
 from bljust.train.config import ConfigError, load_config
+from bljust.utils import cli
+from bljust.utils.cli import pop_debug
+from bljust.utils.lock import hold_dir
 from bljust.utils.log import setup_logging
 
 
-def _worker(rank: int, config: Dict[str, Any], world_size: int, port: int, verbose: int, tokenizer: Any) -> None:
+def _worker(rank: int, config: Dict[str, Any], world_size: int, port: int, verbose: int, tokenizer: Any,
+            resume: bool) -> None:
     os.environ.update(D.spawn_env(port))
     setup_logging(verbose if rank == 0 else 0)
     from bljust.train.trainer import train
 
-    train(config, D.DistInfo(rank, rank, world_size), tokenizer)
+    train(config, D.DistInfo(rank, rank, world_size), tokenizer, resume)
 
 
 @typechecked
-def run(config: Dict[str, Any], verbose: int = 1, tokenizer: Any = None) -> None:
-    """Starts training in this process or in `world_size` spawned ones (tokenizer: for tests)."""
+def run(config: Dict[str, Any], verbose: int = 1, tokenizer: Any = None, resume: bool = True) -> None:
+    """Starts training in this process or in `world_size` spawned ones (tokenizer: for tests),
+    holding the output folder's lock (rank 0 under torchrun / srun) while it runs."""
+    from bljust.train.trainer import check_device
+
+    check_device(config)
+    env = D.env_dist_info()
+    out = config.get("output_dir")
+    if out and (env is None or env.rank == 0):
+        with hold_dir(out, "training"):
+            _run(config, verbose, tokenizer, resume, env)
+    else:
+        _run(config, verbose, tokenizer, resume, env)
+
+
+def _run(config: Dict[str, Any], verbose: int, tokenizer: Any, resume: bool, env: Optional[D.DistInfo]) -> None:
     ngpu = int(config.get("ngpu", 0))
     world = ngpu if ngpu > 1 else int(config.get("world_size", 1))
     config["world_size"] = world
     from bljust.train.trainer import train
 
-    env = D.env_dist_info()
     if env is not None:  # torchrun / srun started us
         config["world_size"] = env.world_size
         if env.rank != 0:
             setup_logging(0)
-        train(config, env, tokenizer)
+        train(config, env, tokenizer, resume)
     elif int(config.get("num_nodes", 1)) > 1:
         raise RuntimeError("--num_nodes > 1 needs a launcher on every node: srun (one task per GPU, MASTER_ADDR "
                            "exported) or torchrun (RANK/WORLD_SIZE/LOCAL_RANK); see bljust/train/distributed.py")
     elif world > 1:
         import torch.multiprocessing as mp
 
-        mp.spawn(_worker, args=(config, world, D.free_port(), verbose, tokenizer), nprocs=world, join=True)
+        mp.spawn(_worker, args=(config, world, D.free_port(), verbose, tokenizer, resume), nprocs=world, join=True)
     else:
-        train(config, D.DistInfo(), tokenizer)
+        train(config, D.DistInfo(), tokenizer, resume)
+
+
+def _bool(flag: str, value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{flag} takes true or false, got '{value}'")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, debug = pop_debug(list(sys.argv[1:] if argv is None else argv))
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    config_path, verbose, rest = None, 1, []
+    config_path, verbose, resume, rest = None, 1, True, []
     i = 0
     while i < len(argv):
         if argv[i] == "--config" and i + 1 < len(argv):
             config_path, i = argv[i + 1], i + 2
         elif argv[i] == "--verbose" and i + 1 < len(argv):
             verbose, i = int(argv[i + 1]), i + 2
+        elif argv[i] == "--resume" and i + 1 < len(argv):
+            resume, i = argv[i + 1], i + 2
         else:
             rest.append(argv[i])
             i += 1
     setup_logging(verbose)
-    try:
-        config = load_config(config_path, rest)
-    except (ConfigError, OSError) as e:
-        logging.error("%s", e)
-        return 2
-    from bljust.train.trainer import TooManyBadSteps
-    from bljust.utils.fileio import FormatError
 
-    try:
-        run(config, verbose)
-    except (ConfigError, FormatError, FileNotFoundError, TooManyBadSteps) as e:
-        logging.error("%s", e)
-        return 1
-    return 0
+    def body() -> int:
+        try:
+            config = load_config(config_path, rest)
+        except (ConfigError, OSError) as e:  # exit 2: the command line or config file is wrong
+            logging.error("%s", cli.message(e))
+            return 2
+        run(config, verbose, resume=_bool("--resume", resume) if isinstance(resume, str) else resume)
+        return 0
+
+    return cli.run(body, debug)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bljust.decode.ctc import ctc_decode
+from bljust.utils import model_info
 from bljust.utils.fileio import read_table, write_table
 
 log = logging.getLogger(__name__)
@@ -70,15 +71,27 @@ def decode_data_dir(
     utt_list: Optional[str] = None,
     allow_missing: bool = False,
     token_topk: Optional[int] = None,
+    cmvn: Optional[str] = None,
 ) -> int:
-    """Decodes every utterance; returns how many were decoded."""
+    """Decodes every utterance; returns how many were decoded.
+
+    The token list, the features' dimension and CMVN type and (if given) the CMVN
+    statistics must be those the model was trained with (ModelMismatchError otherwise).
+    """
     import kaldiio
 
     from bljust.train import checkpoint
 
     utts = utterances_to_decode(data_dir, utt_list, allow_missing)
-    model, _ = checkpoint.load_model_for_inference(model_file, config_file, device=device)
+    model, config = checkpoint.load_model_for_inference(model_file, config_file, device=device)
     tokenizer = load_tokenizer(token_dir)
+    info = (config or {}).get("model_info") or {}
+    if info:
+        model_info.check_token_list(info, token_dir, int(tokenizer.vocab_size), model_file)
+        first = next(iter(utts.values()), None)
+        if first is not None:
+            model_info.check_features(info, data_dir, int(_load(kaldiio, first, next(iter(utts))).shape[1]),
+                                      model_file, cmvn)
     blank_id = int(getattr(tokenizer, "blank_id", 0))
     n2f_path = os.path.join(data_dir, "utt2num_frames")
     n2f = read_table(n2f_path) if os.path.isfile(n2f_path) else {}
@@ -90,10 +103,10 @@ def decode_data_dir(
         keys = order[i : i + batch_size]
         mats = []
         for u in keys:
-            try:
-                mats.append(np.asarray(kaldiio.load_mat(utts[u]), dtype=np.float32))
-            except Exception as e:  # noqa: BLE001 - name the utterance whatever kaldiio raised
-                raise ValueError(f"cannot read features of utterance {u} ({utts[u]}): {e}") from e
+            mats.append(_load(kaldiio, utts[u], u))
+            if mats[-1].ndim != 2 or mats[-1].shape[1] != mats[0].shape[1]:
+                raise ValueError(f"utterance {u} ({utts[u]}): features of shape {mats[-1].shape}, the others in "
+                                 f"its batch have {mats[0].shape[1]} dimensions")
         lens = torch.tensor([m.shape[0] for m in mats])
         x = torch.zeros(len(mats), int(lens.max()), mats[0].shape[1])
         for j, m in enumerate(mats):
@@ -118,6 +131,13 @@ def decode_data_dir(
             _write_outputs(os.path.join(output_dir, f"{k + 1}best_recog"), hyps[k])
     log.info("wrote %s/{text,token,score} (%d utterances, method %s)", output_dir, len(hyps[0]), decode_method)
     return len(hyps[0])
+
+
+def _load(kaldiio, rxfile: str, utt: str) -> np.ndarray:
+    try:
+        return np.asarray(kaldiio.load_mat(rxfile), dtype=np.float32)
+    except Exception as e:  # noqa: BLE001 - name the utterance whatever kaldiio raised
+        raise ValueError(f"cannot read features of utterance {utt} ({rxfile}): {e}") from None
 
 
 def _write_outputs(d: str, hyps: Dict[str, tuple]) -> None:

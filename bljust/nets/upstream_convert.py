@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pickle
 import re
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+
+from bljust.utils import serialization
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,15 @@ _IGNORED = {
 }
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(serialization.CheckpointError):
     pass
 
 
 # ----------------------------------------------------------------------------- reading
 def read_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
-    """torch.load with weights_only=True; a pickled object (fairseq's argparse
-    Namespace / omegaconf config) is only unpickled when the user trusts the file."""
+    """torch.load with weights_only=True; fairseq's argparse.Namespace (a plain record)
+    is allowed. Anything else pickled (e.g. a fairseq omegaconf config) is refused,
+    and only unpickled (running code stored in the file) when the user trusts the file."""
     if os.path.isdir(path):
         cand = [os.path.join(path, n) for n in ("pytorch_model.bin", "model.safetensors")]
         found = [c for c in cand if os.path.exists(c)]
@@ -64,13 +66,11 @@ def read_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
             raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
         return dict(load_file(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # what weights_only=True raises on a pickled object
+        obj = serialization.load(path, safe_globals=[argparse.Namespace], what="upstream checkpoint")
+    except serialization.UnsafeFileError as e:
         if not trust:
-            raise CheckpointError(
-                f"{path}: cannot be read with weights_only=True (it pickles Python objects, e.g. a fairseq "
-                f"config): {str(e).splitlines()[0]}. If you trust this file, pass --trust_checkpoint."
-            ) from e
+            raise CheckpointError(f"{e}. If you trust this file, pass --trust_checkpoint (upstream.trust_checkpoint "
+                                  "true).") from None
         log.warning("%s: loading with weights_only=False because it was marked trusted; "
                     "this runs code stored in the file", path)
         obj = torch.load(path, map_location="cpu", weights_only=False)
@@ -309,9 +309,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise CheckpointError(f"{a.src}: keys that map to nothing: {unknown[:20]}")
     out = export_state_dict(ta, a.to, kind, a.prefix)
     obj: Dict[str, Any] = {"model": out} if a.to == "fairseq" else out
-    tmp = a.dst + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, a.dst)
+    serialization.save(obj, a.dst)
     return 0
 
 

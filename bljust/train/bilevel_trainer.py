@@ -24,7 +24,7 @@ from bljust.data.dataset import ASRDataset, collate
 from bljust.nets.asr_model import ASRModel
 from bljust.train import distributed as D
 from bljust.train.bilevel import PBGD, NonFiniteLoss, PBGDConfig, ParamGroups, phase_of
-from bljust.train.checkpoint import rng_state, save_atomic, set_rng_state
+from bljust.train.checkpoint import load_checkpoint, rng_state, save_atomic, save_checkpoint, set_rng_state
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.trainer import Trainer, TooManyBadSteps, _autocast
 
@@ -204,7 +204,8 @@ class BilevelTrainer(Trainer):
 
     # ---------------------------------------------------------------- checkpoints
     def _resume(self) -> None:
-        ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        ck, path = load_checkpoint(self.out, required=("model", "unsup", "pbgd", "schedulers", "streams", "state",
+                                                       "rng"))
         self.model.load_state_dict(ck["model"])
         self.unsup.load_state_dict(ck["unsup"])
         self.pbgd.load_state_dict(ck["pbgd"])
@@ -218,7 +219,7 @@ class BilevelTrainer(Trainer):
         self.state = ck["state"]
         rngs = ck["rng"]
         set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
-        logger.info("resumed from %s at step %d", self.ckpt_path, self.state["step"])
+        logger.info("resumed at step %d from %s", self.state["step"], path)
 
     def save_checkpoint(self) -> None:
         now = time.time()
@@ -226,12 +227,14 @@ class BilevelTrainer(Trainer):
         self._t_mark = now
         rngs = D.gather_objects(rng_state(), self.dist)
         if self.dist.is_master:
-            save_atomic({"model": self.model.state_dict(), "unsup": self.unsup.state_dict(),
-                         "pbgd": self.pbgd.state_dict(), "schedulers": {k: s.state_dict() for k, s in self.scheds.items()},
-                         "streams": {"lab": self.lab.state_dict(), "unlab": self.unlab.state_dict()},
-                         "shadow": None if self.shadow is None else {"modules": self.shadow.state_dict(),
-                                                                     "opt": self.shadow_opt.state_dict()},
-                         "state": self.state, "rng": rngs}, self.ckpt_path)
+            save_checkpoint({"model": self.model.state_dict(), "unsup": self.unsup.state_dict(),
+                             "model_info": self.conf.get("model_info"),
+                             "pbgd": self.pbgd.state_dict(),
+                             "schedulers": {k: s.state_dict() for k, s in self.scheds.items()},
+                             "streams": {"lab": self.lab.state_dict(), "unlab": self.unlab.state_dict()},
+                             "shadow": None if self.shadow is None else {"modules": self.shadow.state_dict(),
+                                                                         "opt": self.shadow_opt.state_dict()},
+                             "state": self.state, "rng": rngs}, self.out)
 
     # ---------------------------------------------------------------- loop
     def run(self) -> None:

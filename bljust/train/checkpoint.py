@@ -3,6 +3,9 @@
 checkpoint.pth holds everything a resumed run needs to continue as if never stopped:
 model, optimiser, scheduler, grad scaler, trainer counters (epoch, position within
 the epoch, step), history and the RNG states of python, numpy and torch on every rank.
+Everything in it is a tensor, a plain container, a number or a string, so it loads with
+weights_only=True; the previous checkpoint is kept as checkpoint.prev.pth (each written
+atomically), and a resume falls back to it when checkpoint.pth is damaged.
 """
 from __future__ import annotations
 
@@ -14,38 +17,91 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from bljust.utils.fileio import atomic_write
+from bljust.utils import serialization
+from bljust.utils.serialization import CheckpointError, CorruptFileError
 
 logger = logging.getLogger(__name__)
 
+CHECKPOINT = "checkpoint.pth"
+PREVIOUS = "checkpoint.prev.pth"
+
 
 def save_atomic(obj: Any, path: str) -> None:
-    with atomic_write(path, "wb", encoding=None) as f:
-        torch.save(obj, f)
+    """Writes a model or state file atomically; it must hold only weights_only-loadable types."""
+    serialization.save(obj, path)
+
+
+def save_checkpoint(obj: Dict[str, Any], out_dir: str) -> str:
+    """Writes out_dir/checkpoint.pth, keeping the one it replaces as checkpoint.prev.pth."""
+    path = os.path.join(out_dir, CHECKPOINT)
+    serialization.save(obj, path, keep_previous=os.path.join(out_dir, PREVIOUS))
+    return path
+
+
+def has_checkpoint(out_dir: str) -> bool:
+    return any(os.path.exists(os.path.join(out_dir, n)) for n in (CHECKPOINT, PREVIOUS))
+
+
+def load_checkpoint(out_dir: str, required: Sequence[str] = ()) -> Tuple[Dict[str, Any], str]:
+    """(checkpoint, its path) of the newest good checkpoint in out_dir.
+
+    A damaged checkpoint.pth (truncated, empty, random, or missing one of the `required`
+    entries) is skipped with a warning for checkpoint.prev.pth; a file that would need
+    unsafe unpickling is an error, never skipped.
+    """
+    paths = [os.path.join(out_dir, n) for n in (CHECKPOINT, PREVIOUS)]
+    bad = []
+    for p in paths:
+        if not os.path.exists(p):
+            continue
+        try:
+            ck = serialization.load(p, what="training checkpoint")
+            if not isinstance(ck, dict) or any(k not in ck for k in required):
+                missing = [k for k in required if not isinstance(ck, dict) or k not in ck]
+                raise CorruptFileError(f"{p}: not a training checkpoint of this trainer (no {', '.join(missing)})")
+        except CorruptFileError as e:
+            bad.append(str(e))
+            continue
+        if bad:
+            logger.warning("%s; resuming from the previous checkpoint %s instead", bad[0], p)
+        return ck, p
+    if bad:
+        raise CorruptFileError("; ".join(bad) + ": no good checkpoint to resume from (remove them, or pass "
+                               "--resume false to start over)")
+    raise FileNotFoundError(f"no {CHECKPOINT} in {out_dir}")
 
 
 def rng_state() -> Dict[str, Any]:
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """RNG states as plain lists and tensors (numpy's state array becomes a list of ints)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    st = {"python": random.getstate(), "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+          "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         st["cuda"] = torch.cuda.get_rng_state()
     return st
 
 
 def set_rng_state(st: Dict[str, Any]) -> None:
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
+    random.setstate(as_tuples(st["python"]))
+    kind, keys, pos, has_gauss, cached = st["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state(st["cuda"])
 
 
+def as_tuples(x: Any) -> Any:
+    """random.setstate wants the nested tuples getstate gave (a list after a round trip through YAML/JSON)."""
+    return tuple(as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
 def model_state(path: str) -> Dict[str, torch.Tensor]:
-    """The model state_dict in a model file or in a full checkpoint."""
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    """The model state_dict in a model file or in a full checkpoint (loaded with weights_only=True)."""
+    obj = serialization.load(path, what="model file")
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: not a model state_dict")
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: not a model state_dict (expected a mapping of parameter names to tensors)")
     return obj
 
 
@@ -109,12 +165,22 @@ def load_model_for_inference(model_file: str, config_file: str | None = None, de
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"config {config_file} not found (it is written next to the model by training)")
     with open(config_file, encoding="utf-8") as f:
-        config = yaml.safe_load(f)
+        try:
+            config = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise CheckpointError(f"{config_file}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_file}: not a training config (expected a mapping)")
     info = config.get("model_info") or {}
     if "input_dim" not in info or "vocab_size" not in info:
         raise ValueError(f"{config_file}: no model_info.input_dim / vocab_size (not written by bljust.bin.train?)")
     model = build_asr_model(config, int(info["input_dim"]), int(info["vocab_size"]))
-    missing, unexpected = model.load_state_dict(model_state(model_file), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(model_state(model_file), strict=False)
+    except RuntimeError as e:  # shapes differ
+        raise CheckpointError(f"{model_file} does not match {config_file}: "
+                              f"{' '.join(str(e).split())[:300]}") from None
     if missing or unexpected:
-        raise ValueError(f"{model_file} does not match {config_file}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(f"{model_file} does not match {config_file}: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
     return model.to(device).eval(), config

@@ -26,7 +26,8 @@ from bljust.data.wav_dataset import WavDataset, bucket_batches
 from bljust.features.fbank import Fbank, FbankOptions
 from bljust.losses.bestrq import BestRQLoss
 from bljust.losses.masking import span_mask, valid_mask
-from bljust.train.checkpoint import rng_state, save_atomic, set_rng_state
+from bljust.train.checkpoint import (as_tuples, has_checkpoint, load_checkpoint, rng_state, save_checkpoint,
+                                     set_rng_state)
 from bljust.train.config import save_config
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.ssft import Progress, load_upstream, save_upstream, setup_device
@@ -120,19 +121,19 @@ def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
     crop_rng = random.Random(seed + 1)
     st: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "history": []}
     ck_path = os.path.join(out, "checkpoint.pth")
-    if os.path.isfile(ck_path):
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    if has_checkpoint(out):
+        ck, ck_path = load_checkpoint(out, required=("model", "optimizer", "scheduler", "state", "crop_rng", "rng"))
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         st = ck["state"]
-        crop_rng.setstate(ck["crop_rng"])
+        crop_rng.setstate(as_tuples(ck["crop_rng"]))
         set_rng_state(ck["rng"])
-        log.info("resumed from %s at update %d", ck_path, st["step"])
+        log.info("resumed at update %d from %s", st["step"], ck_path)
 
     def save(final: bool) -> None:
-        save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "state": st, "crop_rng": crop_rng.getstate(), "rng": rng_state()}, ck_path)
+        save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "state": st, "crop_rng": crop_rng.getstate(), "rng": rng_state()}, out)
         save_curves(os.path.join(out, "loss.png"), {"masked prediction": [tuple(h[:2]) for h in st["history"]]},
                     "upstream pre-training", "update", "cross-entropy")
         if final:

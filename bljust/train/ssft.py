@@ -31,7 +31,8 @@ from bljust.data.wav_dataset import WavDataset
 from bljust.losses.laser import LaserLoss
 from bljust.nets import upstream_convert as conv
 from bljust.nets.upstream import LaserEncoder, Upstream
-from bljust.train.checkpoint import rng_state, save_atomic, set_rng_state
+from bljust.train.checkpoint import (as_tuples, has_checkpoint, load_checkpoint, rng_state, save_atomic,
+                                     save_checkpoint, set_rng_state)
 from bljust.train.config import ConfigError, parse_overrides, save_config, set_dotted, yaml_load
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.utils.plot import save_curves
@@ -191,8 +192,9 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
     st: Dict[str, Any] = {"step": 0, "epoch": 0, "pos": 0, "history": []}
 
     ck_path = os.path.join(out, "checkpoint.pth")
-    if os.path.isfile(ck_path):
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    if has_checkpoint(out):
+        ck, ck_path = load_checkpoint(out, required=("trainable", "trainable_names", "optimizer", "scheduler",
+                                                     "state", "pairs_rng", "crop_rng", "rng"))
         if ck["trainable_names"] != names:
             raise RuntimeError(f"{ck_path}: trainable parameters differ from this config's")
         with torch.no_grad():
@@ -201,10 +203,11 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         st = ck["state"]
-        pairs.rng.setstate(ck["pairs_rng"])
-        crop_rng.setstate(ck["crop_rng"])
+        pairs.rng.setstate(as_tuples(ck["pairs_rng"]))
+        crop_rng.setstate(as_tuples(ck["crop_rng"]))
         set_rng_state(ck["rng"])
-        log.info("resumed from %s at update %d (epoch %d, utterance %d)", ck_path, st["step"], st["epoch"], st["pos"])
+        log.info("resumed at update %d (epoch %d, utterance %d) from %s", st["step"], st["epoch"], st["pos"],
+                 ck_path)
 
     def order(epoch: int) -> List[int]:
         idx = list(range(len(ds)))
@@ -231,10 +234,10 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
         return w
 
     def save(final: bool) -> None:
-        save_atomic({"trainable": [p.detach().cpu() for p in params], "trainable_names": names,
+        save_checkpoint({"trainable": [p.detach().cpu() for p in params], "trainable_names": names,
                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": st,
                      "pairs_rng": pairs.rng.getstate(), "crop_rng": crop_rng.getstate(), "rng": rng_state()},
-                    ck_path)
+                        out)
         if st["history"]:
             save_curves(os.path.join(out, "loss.png"), {"laser": [tuple(h) for h in st["history"]]},
                         "LASER fine-tuning", "update", "loss")

@@ -21,7 +21,8 @@ from bljust.data.wav_dataset import (WavDataset, bucket_batches, build_token_lis
                                      units_to_text, write_token_list)
 from bljust.decode.ctc import ctc_decode
 from bljust.nets.superb import SuperbModel
-from bljust.train.checkpoint import rng_state, save_atomic, set_rng_state
+from bljust.train.checkpoint import (has_checkpoint, load_checkpoint, model_state, rng_state, save_atomic,
+                                     save_checkpoint, set_rng_state)
 from bljust.train.config import save_config, yaml_load
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.trainer import edit_distance
@@ -161,18 +162,18 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
     sched = build_scheduler(opt, conf["scheduler"], total)
     st: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "history": [], "valid": [], "best": None}
     ck_path = os.path.join(out, "checkpoint.pth")
-    if os.path.isfile(ck_path):
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    if has_checkpoint(out):
+        ck, ck_path = load_checkpoint(out, required=("model", "optimizer", "scheduler", "state", "rng"))
         model.load_downstream_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         st = ck["state"]
         set_rng_state(ck["rng"])
-        log.info("resumed from %s at step %d", ck_path, st["step"])
+        log.info("resumed at step %d from %s", st["step"], ck_path)
 
     def save() -> None:
-        save_atomic({"model": model.downstream_state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "state": st, "rng": rng_state()}, ck_path)
+        save_checkpoint({"model": model.downstream_state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "state": st, "rng": rng_state()}, out)
         series = {"train": [tuple(h) for h in st["history"]]}
         if st["valid"]:
             series["valid"] = [(s, l) for s, l, _ in st["valid"]]
@@ -241,8 +242,7 @@ def load_trained(model_dir: str, device: str = "cpu") -> Tuple[SuperbModel, Dict
     model = build_model(conf, len(tokens))
     # the CNN saw each utterance alone in training when states were cached: decode alike
     model.upstream.exact_padding = bool(conf["trainer"].get("cache_upstream", False))
-    model.load_downstream_state_dict(torch.load(os.path.join(model_dir, "downstream.pth"), map_location="cpu",
-                                                weights_only=True))
+    model.load_downstream_state_dict(model_state(os.path.join(model_dir, "downstream.pth")))
     return model.to(device).eval(), conf, tokens
 
 

@@ -25,10 +25,11 @@ from bljust.decode.ctc import greedy_search
 from bljust.nets.asr_model import ASRModel, build_asr_model
 from bljust.nets.subsampling import min_input_frames
 from bljust.train import distributed as D
-from bljust.train.checkpoint import (average_state_dicts, best_epochs, link, rng_state, save_atomic,
-                                     set_rng_state)
+from bljust.train.checkpoint import (average_state_dicts, best_epochs, has_checkpoint, link, load_checkpoint,
+                                     rng_state, save_atomic, save_checkpoint, set_rng_state)
 from bljust.train.config import ConfigError, save_config
 from bljust.train.schedulers import build_optimizer, build_scheduler
+from bljust.utils import model_info
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Trainer:
     def _start_or_resume(self) -> None:
         """Continues from checkpoint.pth when there is one; otherwise seeds this rank's RNGs."""
         self.ckpt_path = os.path.join(self.out, "checkpoint.pth")
-        if os.path.isfile(self.ckpt_path):
+        if has_checkpoint(self.out):
             self._resume()
         else:
             random.seed(self.seed + self.dist.rank)
@@ -98,7 +99,7 @@ class Trainer:
             torch.manual_seed(self.seed + self.dist.rank)
 
     def _resume(self) -> None:
-        ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        ck, path = load_checkpoint(self.out, required=("model", "optimizer", "scheduler", "state", "rng"))
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
@@ -111,17 +112,17 @@ class Trainer:
         else:
             logger.warning("checkpoint written by %d ranks, now %d: RNG streams restart", len(rngs), self.dist.world_size)
             torch.manual_seed(self.seed + self.dist.rank + 1000 * self.state["step"])
-        logger.info("resumed from %s: epoch %d, batch %d, step %d", self.ckpt_path, self.state["epoch"],
-                    self.state["batch_pos"], self.state["step"])
+        logger.info("resumed at step %d (epoch %d, batch %d) from %s", self.state["step"], self.state["epoch"],
+                    self.state["batch_pos"], path)
 
     def save_checkpoint(self) -> None:
         """Every rank must call this (RNG states are gathered); rank 0 writes."""
         rngs = D.gather_objects(rng_state(), self.dist)
         if self.dist.is_master:
-            save_atomic({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                         "scheduler": self.sched.state_dict(),
-                         "scaler": self.scaler.state_dict() if self.scaler else None,
-                         "state": self.state, "rng": rngs}, self.ckpt_path)
+            save_checkpoint({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                             "scheduler": self.sched.state_dict(),
+                             "scaler": self.scaler.state_dict() if self.scaler else None,
+                             "state": self.state, "rng": rngs, "model_info": self.conf.get("model_info")}, self.out)
 
     # ---------------------------------------------------------------- training
     def run(self) -> None:
@@ -336,12 +337,16 @@ class Trainer:
             logger.warning("could not write curves: %s", e)
 
 
-def train(config: Dict[str, Any], dist: D.DistInfo | None = None, tokenizer: Any = None) -> None:
-    """Runs (or resumes) training as configured; writes everything under config['output_dir']."""
+def train(config: Dict[str, Any], dist: D.DistInfo | None = None, tokenizer: Any = None, resume: bool = True) -> None:
+    """Runs (or resumes) training as configured; writes everything under config['output_dir'].
+
+    resume=False starts over in an output folder that holds an earlier run (its checkpoints
+    and models are removed); with resume=True a folder whose run had other model or
+    feature settings is refused before anything in it is touched.
+    """
     dist = dist or D.DistInfo()
     use_cuda = int(config.get("ngpu", 0)) > 0
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("--ngpu > 0 but CUDA is not available")
+    check_device(config)
     if config["trainer"].get("deterministic", True):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -356,29 +361,96 @@ def train(config: Dict[str, Any], dist: D.DistInfo | None = None, tokenizer: Any
     D.init(dist, use_cuda)
     device = torch.device(f"cuda:{dist.local_rank}" if use_cuda else "cpu")
     try:
-        _train(config, dist, tokenizer, device)
+        _train(config, dist, tokenizer, device, resume)
     finally:
         D.cleanup(dist)
 
 
-def _warn_if_config_changed(config: Dict[str, Any]) -> None:
-    """A resumed run with other model or batching settings is not the run it continues."""
-    out = config["output_dir"]
-    old_path = os.path.join(out, "config.yaml")
-    if not (os.path.isfile(os.path.join(out, "checkpoint.pth")) and os.path.isfile(old_path)):
-        return
+def check_device(config: Dict[str, Any]) -> None:
+    ngpu = int(config.get("ngpu", 0))
+    if ngpu > 0 and not torch.cuda.is_available():
+        raise ConfigError(f"--ngpu {ngpu}, but torch sees no CUDA device on this machine: use --ngpu 0 to train "
+                          "on CPU")
+    if ngpu > 0 and torch.cuda.device_count() < ngpu:
+        raise ConfigError(f"--ngpu {ngpu}, but only {torch.cuda.device_count()} CUDA device(s) are visible")
+
+
+# settings that make a different model: a run with other values is not the one in the folder
+MODEL_KEYS = ("method", "encoder", "ctc", "unsup")
+
+
+def _diff(old: Any, new: Any, key: str) -> List[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str) for d in _diff(old.get(k), new.get(k), f"{key}.{k}")]
+    return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
+
+
+def _model_info_diff(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    """Differences in what the model was built from; entries an older run did not record are skipped."""
+    out = []
+    for k in ("input_dim", "vocab_size"):
+        if k in old and old[k] != new.get(k):
+            out.append(f"model_info.{k}: {old[k]!r} -> {new.get(k)!r}")
+    o, n = old.get("token_list") or {}, new.get("token_list") or {}
+    if o.get("sha256") and o.get("sha256") != n.get("sha256"):
+        out.append(f"token list: {o.get('file')} (sha256 {o['sha256'][:12]}) -> {n.get('file')} "
+                   f"(sha256 {str(n.get('sha256'))[:12]})")
+    o, n = old.get("features") or {}, new.get("features") or {}
+    for k in ("cmvn_type", "cmvn_sha256"):
+        if o.get(k) and o.get(k) != n.get(k):
+            out.append(f"features.{k}: {str(o[k])[:12]} -> {str(n.get(k))[:12]}")
+    return out
+
+
+def check_resume(config: Dict[str, Any], resume: bool) -> bool:
+    """True when output_dir holds an earlier run. With resume, that run must have the same model
+    and feature settings: otherwise ConfigError, and nothing in the folder has been touched."""
     import yaml
 
+    out = config["output_dir"]
+    old_path = os.path.join(out, "config.yaml")
+    earlier = has_checkpoint(out) or os.path.lexists(os.path.join(out, "model.pth"))
+    if not earlier or not resume:
+        return earlier
+    if not os.path.isfile(old_path):
+        raise ConfigError(f"{out} holds checkpoints but no config.yaml: cannot tell which settings they were "
+                          "trained with; pass another --output_dir, or --resume false to start over there")
     with open(old_path, encoding="utf-8") as f:
         old = yaml.safe_load(f) or {}
-    changed = [k for k in ("seed", "encoder", "specaug", "ctc", "optim", "scheduler", "batching", "trainer")
+    diffs = [d for k in MODEL_KEYS for d in _diff(old.get(k), config.get(k), k)]
+    diffs += _model_info_diff(old.get("model_info") or {}, config["model_info"])
+    if diffs:
+        raise ConfigError(f"{out} holds a run with other model/feature settings ({'; '.join(diffs[:6])}"
+                          f"{'; ...' if len(diffs) > 6 else ''}); its config.yaml and models are left as they are. "
+                          "Pass a new --output_dir (asr.sh: another --tag), or --resume false to start over there")
+    changed = [k for k in ("seed", "specaug", "optim", "scheduler", "batching", "trainer", "bilevel")
                if old.get(k) != config.get(k)]
     if changed:
         logger.warning("resuming %s with changed settings (%s): the result will differ from an uninterrupted run",
                        out, ", ".join(changed))
+    return True
 
 
-def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: torch.device) -> None:
+def start_over(out: str) -> None:
+    """Removes the checkpoints, epoch models, averages and links of an earlier run in `out`."""
+    import glob
+    import re
+
+    gone = []
+    for p in sorted(glob.glob(os.path.join(out, "*.pth"))):
+        name = os.path.basename(p)
+        if re.fullmatch(r"(checkpoint(\.prev)?|\d+epoch|model|.*\.best|.*\.ave_\d+best)\.pth", name):
+            os.unlink(p)
+            gone.append(name)
+    for name in ("train_summary.yaml",):
+        if os.path.exists(os.path.join(out, name)):
+            os.unlink(os.path.join(out, name))
+            gone.append(name)
+    logger.warning("--resume false: starting over in %s (removed %d files of the earlier run: %s)", out, len(gone),
+                   ", ".join(gone[:8]) + (" ..." if len(gone) > 8 else ""))
+
+
+def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: torch.device, resume: bool = True) -> None:
     for key in ("train_data_dir", "token_dir", "output_dir"):
         if not config.get(key) and not (key == "token_dir" and tokenizer is not None):
             raise ConfigError(f"--{key} is required")
@@ -398,26 +470,31 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
         mean, istd = read_global_cmvn(config["cmvn"])
     else:
         logger.warning("no --cmvn given: features go into the model unnormalised")
-    config["model_info"] = {"input_dim": train_set.feat_dim, "vocab_size": int(tokenizer.vocab_size)}
+    config["model_info"] = model_info.describe(train_set.feat_dim, int(tokenizer.vocab_size), config.get("token_dir"),
+                                               config.get("cmvn"), config["train_data_dir"], config)
+    method = config.get("method", "supervised")
+    if method not in ("supervised", "bilevel"):
+        raise ConfigError(f"unknown method '{method}' (supervised, bilevel)")
+    if method == "bilevel" and not config.get("unlab_data_dir"):
+        raise ConfigError("method: bilevel needs --unlab_data_dir (the unlabeled features, "
+                          "e.g. dump/fbank/train_unlab)")
+    earlier = check_resume(config, resume)  # before anything in output_dir changes
     os.makedirs(config["output_dir"], exist_ok=True)
     if dist.is_master:
-        _warn_if_config_changed(config)
+        if earlier and not resume:
+            start_over(config["output_dir"])
         save_config(config, os.path.join(config["output_dir"], "config.yaml"))
+    D.barrier(dist)
     torch.manual_seed(int(config["seed"]))  # the same initial weights on every rank
     model = build_asr_model(config, train_set.feat_dim, int(tokenizer.vocab_size), mean, istd).to(device)
     nparam = sum(p.numel() for p in model.parameters())
     logger.info("model: %s parameters, %d train / %d valid utterances", humanfriendly.format_number(nparam),
                 len(train_set), len(valid_set) if valid_set else 0)
-    method = config.get("method", "supervised")
     if method == "supervised":
         Trainer(config, model, train_set, valid_set, tokenizer, dist, device).run()
     elif method == "bilevel":
         from bljust.train.bilevel_trainer import BilevelTrainer
 
-        if not config.get("unlab_data_dir"):
-            raise ValueError("method: bilevel needs --unlab_data_dir (unlabeled features)")
         unlab_set = ASRDataset(config["unlab_data_dir"], None, shortest, int(bc.get("max_frames", 0)), labeled=False)
         logger.info("%d unlabeled utterances from %s", len(unlab_set), config["unlab_data_dir"])
         BilevelTrainer(config, model, train_set, unlab_set, valid_set, tokenizer, dist, device).run()
-    else:
-        raise ValueError(f"unknown method '{method}' (supervised, bilevel)")

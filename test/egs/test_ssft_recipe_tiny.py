@@ -45,7 +45,7 @@ def test_stages_leave_replay_scripts_and_resume(tiny_run):
     assert "--stage 4 --stop_stage 4" in text and "ssft.sh" in text
     p = run(d, "--tiny", "true", "--stage", "4", "--stop_stage", "4")
     log = open(os.path.join(d, "exp", "ssft_tiny", "train.log")).read()
-    assert "resumed from" in log and "finished at update 6/6" in log
+    assert "resumed at update" in log and "finished at update 6/6" in log
 
 
 def test_missing_stage_and_missing_phonemes_fail_clearly(tiny_run):

@@ -162,18 +162,31 @@ def test_strict_loading_names_missing_and_unexpected_keys():
         up.load_state(wl)
 
 
-def test_pickled_objects_need_trust(tmp_path, caplog):
+class ConfigObject:
+    """Stands for a pickled config class (fairseq's omegaconf DictConfig)."""
+
+    def __init__(self) -> None:
+        self.arch = "hubert"
+
+
+def test_namespace_loads_safely_other_objects_need_trust(tmp_path, caplog):
     up = make("hubert", 6)
-    path = tmp_path / "hubert_fairseq.pt"
     sd = conv.export_state_dict(up.model.state_dict(), "fairseq", "hubert")
-    torch.save({"args": argparse.Namespace(arch="hubert"), "model": sd}, path)
+    ns_path = tmp_path / "hubert_fairseq_args.pt"
+    torch.save({"args": argparse.Namespace(arch="hubert"), "model": sd}, ns_path)
+    with caplog.at_level(logging.WARNING):  # an old fairseq checkpoint: argparse.Namespace is allow-listed
+        up1 = Upstream.from_checkpoint(str(ns_path), arch=tiny("hubert"))
+    assert "weights_only=False" not in caplog.text
+    path = tmp_path / "hubert_fairseq_cfg.pt"
+    torch.save({"cfg": ConfigObject(), "model": sd}, path)
     with pytest.raises(conv.CheckpointError, match="--trust_checkpoint"):
         Upstream.from_checkpoint(str(path), arch=tiny("hubert"))
     with caplog.at_level(logging.WARNING):
         up2 = Upstream.from_checkpoint(str(path), arch=tiny("hubert"), trust=True)
     assert "weights_only=False" in caplog.text
-    assert torch.equal(up2.model.encoder.feature_projection.projection.weight,
-                       up.model.encoder.feature_projection.projection.weight)
+    for u in (up1, up2):
+        assert torch.equal(u.model.encoder.feature_projection.projection.weight,
+                           up.model.encoder.feature_projection.projection.weight)
 
 
 def test_freeze_except_last_trains_only_top_layers():

@@ -57,13 +57,13 @@ def test_resume_mid_joint_phase_is_exact(data):
     part = bilevel_config(data, f"{data}/part")
     part["trainer"]["max_steps"] = 5  # stops inside the joint phase (steps 4..7)
     run_ok(part, data, "part1")
-    ck = torch.load(f"{data}/part/checkpoint.pth", weights_only=False)
+    ck = torch.load(f"{data}/part/checkpoint.pth", weights_only=True)
     assert ck["state"]["step"] == 5 and ck["pbgd"]["passes"] == {"sup": 2, "unsup": 3 + 4}
     part["trainer"]["max_steps"] = 0
     out = run_ok(part, data, "part2")
-    assert "resumed from" in out
-    a = torch.load(f"{data}/ref/checkpoint.pth", weights_only=False)
-    b = torch.load(f"{data}/part/checkpoint.pth", weights_only=False)
+    assert "resumed at step" in out
+    a = torch.load(f"{data}/ref/checkpoint.pth", weights_only=True)
+    b = torch.load(f"{data}/part/checkpoint.pth", weights_only=True)
     for section in ("model", "unsup"):
         for k in a[section]:
             assert torch.equal(a[section][k], b[section][k]), (section, k)
@@ -93,7 +93,7 @@ def test_unlabeled_data_needs_no_text_or_tokenizer(data):
 def test_shadow_reference_is_trained_and_checkpointed(data):
     conf = bilevel_config(data, f"{data}/shadow", penalty_ref="shadow")
     log = run_ok(conf, data, "shadow")
-    ck = torch.load(f"{data}/shadow/checkpoint.pth", weights_only=False)
+    ck = torch.load(f"{data}/shadow/checkpoint.pth", weights_only=True)
     assert ck["shadow"] is not None and "penalty" in log
     # the shadow copy learned on g alone, so it has left the jointly trained encoder behind
     shadow_w = ck["shadow"]["modules"]["model.encoder.subsample.out.weight"]
@@ -104,7 +104,7 @@ def test_explore_phase_rounds_checkpoint_without_validating(data):
     out_dir = f"{data}/explore_rounds"
     conf = bilevel_config(data, out_dir, n1=6, n2=2, n3=2, valid_interval=3)
     log = run_ok(conf, data, "explore_rounds")
-    hist = torch.load(f"{out_dir}/checkpoint.pth", weights_only=False)["state"]["history"]
+    hist = torch.load(f"{out_dir}/checkpoint.pth", weights_only=True)["state"]["history"]
     assert [h["step"] for h in hist] == [3, 6, 9, 10]
     assert [("valid_loss" in h) for h in hist] == [False, False, True, True]  # the CTC head is untrained before
     assert log.count("explore phase): checkpoint only") == 2

@@ -20,8 +20,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     out2, _ = p2.communicate(timeout=180)
     assert p1.returncode == 0, out1
     assert p2.returncode == 0, out2
-    a = torch.load(f"{tmp}/one/checkpoint.pth", weights_only=False)
-    b = torch.load(f"{tmp}/two/checkpoint.pth", weights_only=False)
+    a = torch.load(f"{tmp}/one/checkpoint.pth", weights_only=True)
+    b = torch.load(f"{tmp}/two/checkpoint.pth", weights_only=True)
     assert a["state"]["step"] == b["state"]["step"] == 2
     assert len(b["rng"]) == 2  # every rank's RNG state is kept for resume
     for k, v in a["model"].items():

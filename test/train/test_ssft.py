@@ -113,9 +113,10 @@ def test_config_errors(tmp_path):
         load_upstream(None, None)
 
 
-def test_entry_point_requires_data(tmp_path):
-    with pytest.raises(ValueError, match="required"):
-        ssft_bin.main(["--upstream.arch", "hubert_base"])
+def test_entry_point_requires_data(tmp_path, capfd):
+    assert ssft_bin.main(["--upstream.arch", "hubert_base"]) == 1
+    err = capfd.readouterr().err
+    assert "train_data_dir and output_dir are required" in err and "Traceback" not in err
 
 
 def test_pretrain_resumes_exactly_and_feeds_laser(tmp_path):

@@ -51,7 +51,7 @@ def test_nonfinite_losses_are_skipped_and_counted(tmp_path, caplog):
     conf["ctc"]["zero_infinity"] = False
     conf["batching"]["batch_bins"] = 200  # small batches: the bad one is skipped alone
     train(conf, tokenizer=CharTokenizer())
-    st = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=False)["state"]
+    st = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=True)["state"]
     assert st["bad_losses"] == 2  # once per epoch
     assert "non-finite loss" in caplog.text and "[2 so far]" in caplog.text
     for p in torch.load(f"{tmp}/exp/model.pth", weights_only=True).values():
@@ -73,5 +73,5 @@ def test_small_model_learns(tmp_path):
     conf["specaug"] = None
     conf["optim"]["lr"] = 3e-3
     train(conf, tokenizer=CharTokenizer())
-    hist = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=False)["state"]["history"]
+    hist = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=True)["state"]["history"]
     assert hist[-1]["valid_loss"] < 0.6 * hist[0]["valid_loss"]

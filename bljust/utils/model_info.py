@@ -1,0 +1,102 @@
+"""What a trained model was built from, and the checks that decoding uses the same.
+
+Training records in config.yaml (`model_info`, saved next to the model) and in
+checkpoint.pth: the token list's sha256 and size, the feature dimension, the CMVN type
+and the sha256 of the CMVN statistics (whose mean / inverse std the model also holds).
+Decoding with another token list, other features or other statistics is then an error
+naming both sides, not a plausible-looking wrong result.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from typing import Any, Dict, Optional
+
+log = logging.getLogger(__name__)
+
+
+class ModelMismatchError(ValueError):
+    """The model and the files given to use it with were not made for each other."""
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def token_list_path(token_dir: str) -> str:
+    return os.path.join(token_dir, "tokens.txt")
+
+
+def cmvn_type_of(data_dir: Optional[str], config: Optional[Dict[str, Any]] = None) -> str:
+    """The CMVN type: the config's `cmvn_type`, else a `cmvn_type` file the feature stage
+    left in the data dir, else "global" (the trainer's statistics inside the model)."""
+    if config and config.get("cmvn_type"):
+        return str(config["cmvn_type"])
+    if data_dir:
+        p = os.path.join(data_dir, "cmvn_type")
+        if os.path.isfile(p):
+            with open(p, encoding="utf-8") as f:
+                t = f.read().strip()
+            if t:
+                return t
+    return "global"
+
+
+def describe(input_dim: int, vocab_size: int, token_dir: Optional[str], cmvn: Optional[str], train_data_dir: Optional[str],
+             config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """model_info of a model trained on `train_data_dir` with these tokens and statistics."""
+    tok = token_list_path(token_dir) if token_dir else ""
+    info: Dict[str, Any] = {"input_dim": int(input_dim), "vocab_size": int(vocab_size)}
+    if tok and os.path.isfile(tok):
+        info["token_list"] = {"file": tok, "sha256": sha256_file(tok), "size": int(vocab_size)}
+    info["features"] = {"feat_dim": int(input_dim), "cmvn_type": cmvn_type_of(train_data_dir, config),
+                        "cmvn_file": cmvn, "cmvn_sha256": sha256_file(cmvn) if cmvn and os.path.isfile(cmvn) else None}
+    return info
+
+
+def check_token_list(info: Dict[str, Any], token_dir: str, vocab_size: int, model_file: str) -> None:
+    """The token list must be the model's: same size as its output layer and, when the model
+    records it, the same content."""
+    tok = token_list_path(token_dir)
+    want = int(info.get("vocab_size", vocab_size))
+    if want != vocab_size:
+        raise ModelMismatchError(f"{tok} has {vocab_size} tokens but {model_file} outputs {want}: decode with the "
+                                 f"token list the model was trained with")
+    rec = info.get("token_list")
+    if not rec:
+        log.warning("%s records no token list fingerprint (trained before bljust recorded it): cannot check that %s "
+                    "is the list it was trained with", model_file, tok)
+        return
+    got = sha256_file(tok)
+    if got != rec.get("sha256"):
+        raise ModelMismatchError(f"{tok} (sha256 {got[:12]}) is not the token list {model_file} was trained with "
+                                 f"({rec.get('file')}, sha256 {str(rec.get('sha256'))[:12]}): the words would be "
+                                 "wrong; pass that model's --token_dir")
+
+
+def check_features(info: Dict[str, Any], data_dir: str, feat_dim: int, model_file: str,
+                   cmvn: Optional[str] = None) -> None:
+    """Features of `data_dir` (dimension `feat_dim`) and, if given, CMVN stats must match the model's."""
+    want = int(info.get("input_dim", feat_dim))
+    if want != feat_dim:
+        raise ModelMismatchError(f"{data_dir}: features have {feat_dim} dimensions but {model_file} expects {want}: "
+                                 "extract them with the training set's feature options")
+    feats = info.get("features")
+    if not feats:
+        log.warning("%s records no feature configuration (trained before bljust recorded it): only the feature "
+                    "dimension was checked", model_file)
+        return
+    here = cmvn_type_of(data_dir) if os.path.isfile(os.path.join(data_dir, "cmvn_type")) else None
+    if here is not None and here != feats.get("cmvn_type", "global"):
+        raise ModelMismatchError(f"{data_dir}: features prepared for CMVN type '{here}' but {model_file} was trained "
+                                 f"with '{feats.get('cmvn_type')}'")
+    if cmvn:
+        got = sha256_file(cmvn)
+        if feats.get("cmvn_sha256") and got != feats["cmvn_sha256"]:
+            raise ModelMismatchError(f"{cmvn} (sha256 {got[:12]}) is not the CMVN statistics {model_file} was trained "
+                                     f"with ({feats.get('cmvn_file')}, sha256 {feats['cmvn_sha256'][:12]})")

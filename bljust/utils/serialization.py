@@ -1,0 +1,127 @@
+"""Loading and saving torch files without ever running code stored in them.
+
+Every checkpoint, model and statistics file bljust reads goes through `load`:
+`torch.load(..., weights_only=True)`, which only rebuilds tensors and plain
+containers (dict, list, tuple, str, numbers, None). A file that needs more (a pickled
+class, a function call hidden in `__reduce__`) is refused with UnsafeFileError; a
+truncated, empty or random file is CorruptFileError. Both name the file in one line.
+What bljust saves is checked to be loadable that way (`check_plain`) before it is written.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pickle
+import re
+from typing import Any, Sequence
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A torch file that cannot be used, with its name in the message."""
+
+
+class UnsafeFileError(CheckpointError):
+    """The file pickles Python objects beyond tensors and plain containers."""
+
+
+class CorruptFileError(CheckpointError):
+    """The file is empty, truncated or not a torch file at all."""
+
+
+class SaveError(RuntimeError):
+    """Writing a file failed (disk full, no permission); the previous version is intact."""
+
+    def __init__(self, msg: str, errno_: int | None = None) -> None:
+        super().__init__(msg)
+        self.errno = errno_
+
+
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)|GLOBAL ([\w.]+) was not an allowed global")
+
+
+def _reason(e: BaseException) -> str:
+    """The informative line of torch's (long, multi-paragraph) error message."""
+    text = str(e)
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please use")[0]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[0].split(". This is an internal")[0] if lines else type(e).__name__)[:200]
+
+
+def load(path: str, safe_globals: Sequence[Any] = (), what: str = "file") -> Any:
+    """torch.load(path, weights_only=True) on CPU; errors are one line naming `path`.
+
+    `safe_globals`: classes the caller vouches for (e.g. argparse.Namespace in a
+    fairseq checkpoint), allowed in addition to tensors and plain containers.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path} not found")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a directory, not a {what}")
+    if os.path.getsize(path) == 0:
+        raise CorruptFileError(f"{path}: empty {what} (0 bytes): was its writer killed? Delete it or train again")
+    ctx = torch.serialization.safe_globals(list(safe_globals)) if safe_globals else contextlib.nullcontext()
+    try:
+        with ctx:
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        why = _reason(e)
+        m = _GLOBAL.search(str(e))
+        if m:
+            raise UnsafeFileError(
+                f"{path}: refused: loading this {what} would run code or build Python objects "
+                f"({m.group(1) or m.group(2)}); bljust loads only tensors and plain containers") from None
+        raise CorruptFileError(f"{path}: not a readable {what} (corrupt or not a torch file: {why})") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, IndexError, AttributeError, TypeError,
+            UnicodeDecodeError, MemoryError) as e:
+        if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM):
+            raise CheckpointError(f"{path}: cannot read this {what}: {e.strerror}") from None
+        raise CorruptFileError(f"{path}: not a readable {what} (truncated or corrupt: {_reason(e)})") from None
+
+
+def check_plain(obj: Any, where: str = "") -> None:
+    """Raises TypeError when `obj` holds anything a weights_only load would refuse."""
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes, torch.Tensor, torch.dtype,
+                                       torch.device, torch.Size)):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            check_plain(k, f"{where}[key {k!r}]")
+            check_plain(v, f"{where}.{k}" if isinstance(k, str) else f"{where}[{k!r}]")
+        return
+    if type(obj) in (list, tuple, set, frozenset):
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"{where or 'object'}: a {type(obj).__module__}.{type(obj).__name__} cannot be saved "
+                    "(only tensors, plain containers, numbers and strings load with weights_only=True)")
+
+
+def save(obj: Any, path: str, keep_previous: str | None = None) -> None:
+    """Writes `obj` to `path` atomically (temporary file, fsync, rename).
+
+    keep_previous: a path the current `path` is moved to first, so that the last two
+    versions exist (a later reader falls back to it when `path` is damaged). A failed
+    write (disk full, ...) leaves `path` and `keep_previous` as they were and raises
+    SaveError naming the file.
+    """
+    from bljust.utils.fileio import atomic_write
+
+    check_plain(obj, os.path.basename(path))
+    try:
+        with atomic_write(path + ".partial", "wb", encoding=None) as f:
+            torch.save(obj, f)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
+        if isinstance(e, RuntimeError) and "writ" not in str(e):
+            raise
+        why = (e.strerror if isinstance(e, OSError) and e.strerror else _reason(e))
+        raise SaveError(f"cannot write {path}: {why}; the previous {os.path.basename(path)} is intact",
+                        getattr(e, "errno", None)) from None
+    if keep_previous and os.path.exists(path):
+        os.replace(path, keep_previous)
+    os.replace(path + ".partial", path)
+
