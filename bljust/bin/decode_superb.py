@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 from bljust.score.sclite import parse_result
 from bljust.train.superb_trainer import decode_superb
 from bljust.utils.fileio import atomic_write, read_table, write_table
+from bljust.utils import cli
 from bljust.utils.log import setup_logging
 
 
@@ -79,8 +80,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--summarize", metavar="EXP_DIR")
     p.add_argument("--out", help="with --summarize: where to write the table (default: print)")
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error")
     a = p.parse_args(argv)
     setup_logging(a.verbose)
+    if not a.summarize and not (a.model_dir and a.data_dir and a.output_dir):
+        p.error("--model_dir, --data_dir and --output_dir are required (or --summarize)")
+    return cli.run(lambda: _main(a), a.debug)
+
+
+def _main(a: argparse.Namespace) -> int:
     if a.summarize:
         table = summarize(a.summarize)
         if a.out:
@@ -88,8 +96,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f.write(table)
         sys.stdout.write(table)
         return 0
-    if not (a.model_dir and a.data_dir and a.output_dir):
-        p.error("--model_dir, --data_dir and --output_dir are required (or --summarize)")
     decode_superb(a.model_dir, a.data_dir, a.output_dir, a.decode_method, a.beam_size, a.max_samples,
                   a.max_batch, a.ngpu)
     if a.write_ref:

@@ -4,6 +4,8 @@ Training, feature extraction and decoding hold the lock of the folder (or file) 
 write for as long as they run; a second writer — a rerun started while an orphaned job
 of a killed run.sh still trains, a duplicated command — exits at once with one line
 naming the holder's pid and host instead of interleaving its files with the other's.
+A job that run.pl started has its own process group, so killing run.sh's group leaves it
+running: the lock file names its pid and process group (`kill -- -PGID` stops it).
 The kernel drops the lock when the holder dies (even by SIGKILL), so a stale `.lock`
 file never blocks anything; its content is only there to say who holds it.
 """
@@ -32,7 +34,7 @@ def _holder(path: str) -> str:
         return "another process"
     since = fields.get("since", "")
     return (f"pid {fields['pid']} on host {fields.get('host', '?')} ({fields.get('what', 'a writer')}"
-            f"{', since ' + since if since else ''})")
+            f"{', since ' + since if since else ''}{', process group ' + fields['pgid'] if fields.get('pgid') else ''})")
 
 
 @contextlib.contextmanager
@@ -49,8 +51,8 @@ def hold(lock_file: str, what: str = "") -> Iterator[str]:
                             f"(it holds {lock_file})") from None
         os.ftruncate(fd, 0)
         cmd = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-        os.write(fd, (f"pid={os.getpid()} host={socket.gethostname()} what={(what or cmd).replace(' ', '_')} "
-                      f"since={time.strftime('%Y-%m-%dT%H:%M:%S')}\n").encode())
+        os.write(fd, (f"pid={os.getpid()} pgid={os.getpgrp()} host={socket.gethostname()} "
+                      f"what={(what or cmd).replace(' ', '_')} since={time.strftime('%Y-%m-%dT%H:%M:%S')}\n").encode())
         yield lock_file
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race with a waiting writer)

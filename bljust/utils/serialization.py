@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from typing import Any, Sequence
 
 import torch
@@ -45,9 +49,9 @@ _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)|GLOBAL ([\w.]+) was n
 def _reason(e: BaseException) -> str:
     """The informative line of torch's (long, multi-paragraph) error message."""
     text = str(e)
-    for line in text.splitlines():
-        if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please use")[0]
+    if "WeightsUnpickler error:" in text:
+        rest = text.split("WeightsUnpickler error:", 1)[1].strip()
+        return (rest.splitlines() or ["?"])[0].split(". Please use")[0]
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return (lines[0].split(". This is an internal")[0] if lines else type(e).__name__)[:200]
 
@@ -66,21 +70,53 @@ def load(path: str, safe_globals: Sequence[Any] = (), what: str = "file") -> Any
         raise CorruptFileError(f"{path}: empty {what} (0 bytes): was its writer killed? Delete it or train again")
     ctx = torch.serialization.safe_globals(list(safe_globals)) if safe_globals else contextlib.nullcontext()
     try:
-        with ctx:
+        with ctx, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # refused below if unsafe
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         why = _reason(e)
         m = _GLOBAL.search(str(e))
-        if m:
+        well_formed, names = _inspect_pickle(path)
+        if m or well_formed:
+            found = (m.group(1) or m.group(2)) if m else (", ".join(names[:4]) or why)
             raise UnsafeFileError(
                 f"{path}: refused: loading this {what} would run code or build Python objects "
-                f"({m.group(1) or m.group(2)}); bljust loads only tensors and plain containers") from None
+                f"({found}); bljust loads only tensors and plain containers") from None
         raise CorruptFileError(f"{path}: not a readable {what} (corrupt or not a torch file: {why})") from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, IndexError, AttributeError, TypeError,
             UnicodeDecodeError, MemoryError) as e:
         if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM):
             raise CheckpointError(f"{path}: cannot read this {what}: {e.strerror}") from None
         raise CorruptFileError(f"{path}: not a readable {what} (truncated or corrupt: {_reason(e)})") from None
+
+
+def _inspect_pickle(path: str) -> tuple:
+    """(whether the file's pickle stream is complete and well formed, the globals it names).
+
+    A well-formed pickle that weights_only refuses asks for more than tensors and plain
+    containers (whatever pickle protocol it uses): unsafe, not damaged.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                pkl = [n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+                if not pkl:
+                    return False, []
+                data = z.read(pkl[0])
+        else:
+            with open(path, "rb") as f:
+                data = f.read(64 << 20)
+        names, strings = [], []
+        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if op.name in ("GLOBAL", "INST"):
+                names.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return True, [n for n in dict.fromkeys(names) if not n.startswith(("torch.", "collections.OrderedDict"))]
+    except Exception:  # noqa: BLE001 - anything unparsable is simply not a well-formed pickle
+        return False, []
 
 
 def check_plain(obj: Any, where: str = "") -> None:

@@ -190,8 +190,9 @@ train_one() {  # train_one <config> <exp dir> <stage> [extra options for bljust.
   write_replay "${exp}" "${st}"
   local unlab_opt=()
   [ -n "${unlab_set}" ] && unlab_opt=(--unlab_data_dir "${data_feats}/${unlab_set}")
+  # the launcher starts train.log afresh; keep_log.sh puts the earlier runs' logs back in front
   # shellcheck disable=SC2086
-  ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+  utils/keep_log.sh "${exp}/train.log" ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" \
     ${python} -m bljust.bin.train --config "${cfg}" \
       --train_data_dir "${data_feats}/${train_set_sp}" --valid_data_dir "${data_feats}/${valid_set}" \
       "${unlab_opt[@]}" --token_dir "${token_dir}" --cmvn "${data_feats}/${train_set_sp}/cmvn.ark" \

@@ -129,7 +129,7 @@ superb_eval() {
     write_replay "${dir}" "${st}"
     log "  ${task}: training ${dir} on ${ckpt}"
     # shellcheck disable=SC2086
-    ${cuda_cmd} --gpu "${ngpu}" "${dir}/train.log" \
+    utils/keep_log.sh "${dir}/train.log" ${cuda_cmd} --gpu "${ngpu}" "${dir}/train.log" \
       ${python} -m bljust.bin.train_superb --config "${conf}" --task "${task}" \
         --train_data_dir "data/${train_set}" --valid_data_dir "data/${valid_set}" --output_dir "${dir}" \
         --upstream.ckpt "${ckpt}" "$@" --ngpu "${ngpu}" ${superb_args}
@@ -172,7 +172,7 @@ if stage_on 2 && [ "${from_pretrain}" = true ]; then
   write_replay "${pretrain_exp}" 2
   dirs=$(for x in $(uniq_words "${train_set}" ${unlab_set}); do printf 'data/%s ' "${x}"; done)
   # shellcheck disable=SC2086
-  ${cuda_cmd} --gpu "${ngpu}" "${pretrain_exp}/train.log" \
+  utils/keep_log.sh "${pretrain_exp}/train.log" ${cuda_cmd} --gpu "${ngpu}" "${pretrain_exp}/train.log" \
     ${python} -m bljust.bin.pretrain_upstream --config "${pretrain_config}" --train_data_dirs "${dirs}" \
       --output_dir "${pretrain_exp}" --ngpu "${ngpu}" ${pretrain_args}
 fi
@@ -187,7 +187,7 @@ if stage_on 4; then
   log "Stage 4: LASER fine-tuning ${ssft_exp} of ${upstream_ckpt} on data/${ssft_set} with ${ssft_config}"
   write_replay "${ssft_exp}" 4
   # shellcheck disable=SC2086
-  ${cuda_cmd} --gpu "${ngpu}" "${ssft_exp}/train.log" \
+  utils/keep_log.sh "${ssft_exp}/train.log" ${cuda_cmd} --gpu "${ngpu}" "${ssft_exp}/train.log" \
     ${python} -m bljust.bin.ssft --config "${ssft_config}" --train_data_dir "data/${ssft_set}" \
       --output_dir "${ssft_exp}" --upstream.ckpt "${upstream_ckpt}" "${arch_opt[@]}" "${trust_opt[@]}" \
       --ngpu "${ngpu}" ${ssft_args}
