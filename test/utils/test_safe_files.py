@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bljust.utils import serialization as S
-from bljust.utils.lock import LockError, hold_dir
+from bljust.utils.lock import LockError, hold, hold_dir
 
 UTILS = Path(__file__).resolve().parents[2] / "utils"
 
@@ -113,3 +113,19 @@ def test_keep_log_appends_reruns_to_the_launchers_log(tmp_path):
     assert job("third").returncode == 0
     text = log.read_text()
     assert text.index("second") < text.index("killed run") < text.index("third")
+
+
+def test_feature_job_with_a_locked_output_exits(tmp_path, capfd):
+    from bljust.bin import extract_feats
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text(f"u1 {tmp_path / 'none.wav'}\n")
+    out = tmp_path / "dump"
+    with hold_dir(str(out), "merging features"), hold(str(out / "feats.1.lock"), "feature extraction"):
+        capfd.readouterr()
+        assert extract_feats.main(["--data_dir", str(data), "--out_dir", str(out), "--name", "feats.1"]) == 1
+        assert f"pid {os.getpid()}" in capfd.readouterr().err
+        assert extract_feats.main(["--merge", "--data_dir", str(data), "--out_dir", str(out), "--nj", "1"]) == 1
+        assert f"pid {os.getpid()}" in capfd.readouterr().err
+    assert not (out / "feats.1.ark").exists()
