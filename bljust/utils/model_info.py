@@ -32,19 +32,30 @@ def token_list_path(token_dir: str) -> str:
     return os.path.join(token_dir, "tokens.txt")
 
 
+FEATS_CONF = "feats_conf.yaml"  # the feature stage's record of a dump folder's setup
+
+
+def feats_conf(data_dir: Optional[str]) -> Optional[Dict[str, Any]]:
+    """<data_dir>/feats_conf.yaml (fs, feat_dim, cmvn_type, fbank options), or None for older dumps."""
+    import yaml
+
+    path = os.path.join(data_dir, FEATS_CONF) if data_dir else ""
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        conf = yaml.safe_load(f)
+    if not isinstance(conf, dict):
+        raise ValueError(f"{path}: expected a mapping of feature settings")
+    return conf
+
+
 def cmvn_type_of(data_dir: Optional[str], config: Optional[Dict[str, Any]] = None) -> str:
-    """The CMVN type: the config's `cmvn_type`, else a `cmvn_type` file the feature stage
-    left in the data dir, else "global" (the trainer's statistics inside the model)."""
+    """The CMVN type: the config's `cmvn_type`, else the one the feature stage recorded in the
+    data dir's feats_conf.yaml, else "global" (the trainer's statistics inside the model)."""
     if config and config.get("cmvn_type"):
         return str(config["cmvn_type"])
-    if data_dir:
-        p = os.path.join(data_dir, "cmvn_type")
-        if os.path.isfile(p):
-            with open(p, encoding="utf-8") as f:
-                t = f.read().strip()
-            if t:
-                return t
-    return "global"
+    fc = feats_conf(data_dir)
+    return str(fc.get("cmvn_type") or "global") if fc else "global"
 
 
 def describe(input_dim: int, vocab_size: int, token_dir: Optional[str], cmvn: Optional[str], train_data_dir: Optional[str],
@@ -56,6 +67,9 @@ def describe(input_dim: int, vocab_size: int, token_dir: Optional[str], cmvn: Op
         info["token_list"] = {"file": tok, "sha256": sha256_file(tok), "size": int(vocab_size)}
     info["features"] = {"feat_dim": int(input_dim), "cmvn_type": cmvn_type_of(train_data_dir, config),
                         "cmvn_file": cmvn, "cmvn_sha256": sha256_file(cmvn) if cmvn and os.path.isfile(cmvn) else None}
+    fc = feats_conf(train_data_dir)
+    if fc:
+        info["features"].update({k: fc[k] for k in ("feature", "fs", "fbank") if k in fc})
     return info
 
 
@@ -91,10 +105,18 @@ def check_features(info: Dict[str, Any], data_dir: str, feat_dim: int, model_fil
         log.warning("%s records no feature configuration (trained before bljust recorded it): only the feature "
                     "dimension was checked", model_file)
         return
-    here = cmvn_type_of(data_dir) if os.path.isfile(os.path.join(data_dir, "cmvn_type")) else None
-    if here is not None and here != feats.get("cmvn_type", "global"):
-        raise ModelMismatchError(f"{data_dir}: features prepared for CMVN type '{here}' but {model_file} was trained "
-                                 f"with '{feats.get('cmvn_type')}'")
+    fc = feats_conf(data_dir)
+    if fc:
+        where = os.path.join(data_dir, FEATS_CONF)
+        theirs = {"cmvn_type": fc.get("cmvn_type", "global"), "fs": fc.get("fs"), "feature": fc.get("feature")}
+        theirs.update({f"fbank.{k}": v for k, v in (fc.get("fbank") or {}).items()})
+        ours = {"cmvn_type": feats.get("cmvn_type", "global"), "fs": feats.get("fs"), "feature": feats.get("feature")}
+        ours.update({f"fbank.{k}": v for k, v in (feats.get("fbank") or {}).items()})
+        diff = [f"{k} {theirs[k]!r} (model: {ours[k]!r})" for k in theirs
+                if k in ours and ours[k] is not None and theirs[k] is not None and ours[k] != theirs[k]]
+        if diff:
+            raise ModelMismatchError(f"{where}: features made with {', '.join(diff[:4])}, not as {model_file} was "
+                                     "trained: extract them with the training set's options")
     if cmvn:
         got = sha256_file(cmvn)
         if feats.get("cmvn_sha256") and got != feats["cmvn_sha256"]:

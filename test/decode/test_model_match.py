@@ -109,11 +109,32 @@ def test_other_cmvn_stats_and_feature_dim_are_refused(exp, tmp_path, capfd):
     assert wide in line and "10 dimensions" in line and "expects 8" in line
 
 
-def test_cmvn_type_of_the_features_must_be_the_models(exp, capfd):
-    (open(f"{exp['data']}/cmvn_type", "w")).write("utterance\n")
-    capfd.readouterr()
-    assert decode(exp) == 1
-    assert "'utterance'" in error_line(capfd)
+def test_feature_setup_of_the_data_must_be_the_models(tmp_path, capfd):
+    """feats_conf.yaml, the feature stage's record: another fs, fbank option or CMVN type is refused."""
+    d = {"data": feats_dir(str(tmp_path / "data"))}
+    conf = {"feature": "fbank", "fs": 16000, "feat_dim": 8, "cmvn_type": "global",
+            "fbank": {"sample_rate": 16000, "num_mel_bins": 8, "low_freq": 20.0}}
+    with open(f"{d['data']}/feats_conf.yaml", "w") as f:
+        yaml.safe_dump(conf, f)
+    d["tok"] = token_dir(str(tmp_path / "tok"), f"{d['data']}/text")
+    vocab = len(open(f"{d['tok']}/tokens.txt").readlines())
+    cfg = {"encoder": ENC, "model_info": model_info.describe(8, vocab, d["tok"], None, d["data"])}
+    assert cfg["model_info"]["features"]["fs"] == 16000 and cfg["model_info"]["features"]["fbank"] == conf["fbank"]
+    d["exp"], d["out"] = str(tmp_path / "exp"), str(tmp_path / "dec")
+    os.makedirs(d["exp"])
+    torch.save(build_asr_model(cfg, 8, vocab).state_dict(), f"{d['exp']}/model.pth")
+    with open(f"{d['exp']}/config.yaml", "w") as f:
+        yaml.safe_dump(cfg, f)
+    assert decode(d) == 0
+    for change, expect in (({"fs": 8000, "fbank": dict(conf["fbank"], sample_rate=8000)}, "fs 8000 (model: 16000)"),
+                           ({"fbank": dict(conf["fbank"], low_freq=64.0)}, "fbank.low_freq 64.0"),
+                           ({"cmvn_type": "utterance"}, "cmvn_type 'utterance' (model: 'global')")):
+        with open(f"{d['data']}/feats_conf.yaml", "w") as f:
+            yaml.safe_dump(dict(conf, **change), f)
+        capfd.readouterr()
+        assert decode(d) == 1
+        line = error_line(capfd)
+        assert expect in line and f"{d['data']}/feats_conf.yaml" in line and f"{d['exp']}/model.pth" in line
 
 
 def test_model_without_fingerprint_decodes_with_a_warning(exp, capfd):
