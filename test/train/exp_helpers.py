@@ -44,7 +44,7 @@ def train(c: dict, out: str, *extra: str, bilevel: bool = False) -> int:
 
 
 def copy_exp(src: str, dst: str) -> str:
-    shutil.copytree(src, dst, symlinks=True)
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
     return dst
 
 

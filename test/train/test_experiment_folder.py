@@ -185,3 +185,35 @@ def test_bilevel_without_unlabeled_data(world, tmp_path, capfd):
     line = one_error_line(capfd.readouterr().err)
     assert "--unlab_data_dir" in line
     assert not os.path.exists(tmp_path / "exp" / "config.yaml")
+
+
+def test_orphaned_runpl_job_keeps_the_folder(world, tmp_path, capfd):
+    """Killing run.sh's process group (SIGKILL) leaves run.pl's job running in its own group;
+    a rerun in the same folder stops at the lock, naming the orphan."""
+    import signal
+
+    exp = copy_exp(world["exp"], str(tmp_path / "exp"))
+    runpl = os.path.join(os.path.dirname(__file__), "..", "..", "utils", "run.pl")
+    code = ("import sys, time\nfrom bljust.utils.lock import hold_dir\nwith hold_dir(sys.argv[1], \"training\"):\n"
+            "    time.sleep(120)\n")
+    shell = subprocess.Popen([runpl, f"{exp}/job.log", sys.executable, "-c", code, exp], start_new_session=True)
+    orphan = None
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and orphan is None:
+            time.sleep(0.1)
+            text = open(f"{exp}/.lock").read() if os.path.exists(f"{exp}/.lock") else ""
+            if "pid=" in text and int(text.split("pid=")[1].split()[0]) != os.getpid():
+                orphan = int(text.split("pid=")[1].split()[0])
+        assert orphan, open(f"{exp}/job.log").read()
+        os.killpg(shell.pid, signal.SIGKILL)  # what killing run.sh's group does
+        shell.wait()
+        time.sleep(0.2)
+        os.kill(orphan, 0)  # still alive: its own process group
+        capfd.readouterr()
+        assert train(world, exp, "--trainer.max_epoch", "3") == 1
+        line = one_error_line(capfd.readouterr().err)
+        assert f"pid {orphan}" in line and "process group" in line
+    finally:
+        if orphan and orphan != os.getpid():
+            os.kill(orphan, signal.SIGKILL)
