@@ -71,7 +71,7 @@ class ASRDataset(torch.utils.data.Dataset):
         if not self.lengths:
             raise ValueError(f"{data_dir}: no usable utterances")
         first = next(iter(self.lengths))
-        self.feat_dim = int(kaldiio.load_mat(self.scp[first]).shape[1])
+        self.feat_dim = int(self[first][1].shape[1])  # a damaged ark is named with its utterance
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -379,10 +379,21 @@ def check_device(config: Dict[str, Any]) -> None:
 MODEL_KEYS = ("method", "encoder", "ctc", "unsup")
 
 
-def _diff(old: Any, new: Any, key: str) -> List[str]:
+_ABSENT = object()
+
+
+def _diff(old: Any, new: Any, key: str, default: Any = _ABSENT) -> List[str]:
+    """Settings that differ. A key the old run's config lacks (an option added to bljust since)
+    counts as its default: only a non-default value of it is a difference."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new), key=str) for d in _diff(old.get(k), new.get(k), f"{key}.{k}")]
-    return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
+        dflt = default if isinstance(default, dict) else {}
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _diff(old.get(k, dflt.get(k, _ABSENT)), new.get(k, _ABSENT), f"{key}.{k}",
+                               dflt.get(k, _ABSENT))]
+    if old is _ABSENT and new == default or old == new:
+        return []
+    show = lambda v: "(not set)" if v is _ABSENT else repr(v)  # noqa: E731
+    return [f"{key}: {show(old)} -> {show(new)}"]
 
 
 def _model_info_diff(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
@@ -417,7 +428,10 @@ def check_resume(config: Dict[str, Any], resume: bool) -> bool:
                           "trained with; pass another --output_dir, or --resume false to start over there")
     with open(old_path, encoding="utf-8") as f:
         old = yaml.safe_load(f) or {}
-    diffs = [d for k in MODEL_KEYS for d in _diff(old.get(k), config.get(k), k)]
+    from bljust.train.config import DEFAULTS
+
+    diffs = [d for k in MODEL_KEYS for d in _diff(old.get(k, DEFAULTS.get(k, _ABSENT)), config.get(k, _ABSENT), k,
+                                                  DEFAULTS.get(k, _ABSENT))]
     diffs += _model_info_diff(old.get("model_info") or {}, config["model_info"])
     if diffs:
         raise ConfigError(f"{out} holds a run with other model/feature settings ({'; '.join(diffs[:6])}"

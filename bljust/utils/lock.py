@@ -32,9 +32,9 @@ def _holder(path: str) -> str:
         fields = {}
     if not fields.get("pid"):
         return "another process"
-    since = fields.get("since", "")
-    return (f"pid {fields['pid']} on host {fields.get('host', '?')} ({fields.get('what', 'a writer')}"
-            f"{', since ' + since if since else ''}{', process group ' + fields['pgid'] if fields.get('pgid') else ''})")
+    since = f", since {fields['since']}" if fields.get("since") else ""
+    group = f", process group {fields['pgid']}" if fields.get("pgid") else ""
+    return f"pid {fields['pid']} on host {fields.get('host', '?')} ({fields.get('what', 'a writer')}{since}{group})"
 
 
 @contextlib.contextmanager

@@ -58,8 +58,8 @@ def cmvn_type_of(data_dir: Optional[str], config: Optional[Dict[str, Any]] = Non
     return str(fc.get("cmvn_type") or "global") if fc else "global"
 
 
-def describe(input_dim: int, vocab_size: int, token_dir: Optional[str], cmvn: Optional[str], train_data_dir: Optional[str],
-             config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def describe(input_dim: int, vocab_size: int, token_dir: Optional[str], cmvn: Optional[str],
+             train_data_dir: Optional[str], config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """model_info of a model trained on `train_data_dir` with these tokens and statistics."""
     tok = token_list_path(token_dir) if token_dir else ""
     info: Dict[str, Any] = {"input_dim": int(input_dim), "vocab_size": int(vocab_size)}

@@ -53,6 +53,23 @@ def test_rerunning_a_done_stage_skips_it(tiny_run):
     assert "already done" in p.stderr
 
 
+def test_rerunning_training_appends_to_its_log_and_a_changed_model_is_refused(tiny_run):
+    d, _ = tiny_run
+    exp = os.path.join(d, "exp", "asr_train_tiny")
+    first = open(os.path.join(exp, "train.log")).read()
+    model = open(os.path.join(exp, "model.pth"), "rb").read()
+    run(d, *TINY, "--stage", "6", "--stop_stage", "6")
+    log = open(os.path.join(exp, "train.log")).read()
+    assert log.startswith(first) and log.count("# Started at") == 2 and "resumed at step" in log[len(first):]
+    conf = open(os.path.join(exp, "config.yaml")).read()
+    p = run(d, *TINY, "--stage", "6", "--stop_stage", "6", "--asr_args", "--encoder.d_model 16", check=False)
+    assert p.returncode != 0
+    assert open(os.path.join(exp, "config.yaml")).read() == conf
+    assert open(os.path.join(exp, "model.pth"), "rb").read() == model
+    log = open(os.path.join(exp, "train.log")).read()
+    assert log.count("# Started at") == 3 and "encoder.d_model: " in log and "--resume false" in log
+
+
 def test_decoding_again_with_the_same_model_skips_and_a_new_model_decodes(tiny_run):
     d, _ = tiny_run
     p = run(d, *TINY, "--stage", "7", "--stop_stage", "7")

@@ -217,3 +217,15 @@ def test_orphaned_runpl_job_keeps_the_folder(world, tmp_path, capfd):
     finally:
         if orphan and orphan != os.getpid():
             os.kill(orphan, signal.SIGKILL)
+
+
+def test_a_run_from_before_an_option_existed_still_resumes(world, tmp_path):
+    """An encoder option added to bljust since (absent from the old config.yaml) counts as its default."""
+    exp = copy_exp(world["exp"], str(tmp_path / "exp"))
+    conf = yaml.safe_load(open(f"{exp}/config.yaml"))
+    del conf["encoder"]["conv_norm"]
+    with open(f"{exp}/config.yaml", "w") as f:
+        yaml.safe_dump(conf, f)
+    assert train(world, exp, "--trainer.max_epoch", "3") == 0
+    # ... unless this run sets it to something else
+    assert train(world, exp, "--trainer.max_epoch", "3", "--encoder.conv_norm", "batch_norm") == 1
