@@ -25,6 +25,7 @@ from bljust.decode.ctc import greedy_search
 from bljust.nets.asr_model import ASRModel, build_asr_model
 from bljust.nets.subsampling import min_input_frames
 from bljust.train import distributed as D
+from bljust.train import experiment_folder as folder
 from bljust.train.checkpoint import (average_state_dicts, best_epochs, has_checkpoint, link, load_checkpoint,
                                      rng_state, save_atomic, save_checkpoint, set_rng_state)
 from bljust.train.config import ConfigError, save_config
@@ -375,95 +376,6 @@ def check_device(config: Dict[str, Any]) -> None:
         raise ConfigError(f"--ngpu {ngpu}, but only {torch.cuda.device_count()} CUDA device(s) are visible")
 
 
-# settings that make a different model: a run with other values is not the one in the folder
-MODEL_KEYS = ("method", "encoder", "ctc", "unsup")
-
-
-_ABSENT = object()
-
-
-def _diff(old: Any, new: Any, key: str, default: Any = _ABSENT) -> List[str]:
-    """Settings that differ. A key the old run's config lacks (an option added to bljust since)
-    counts as its default: only a non-default value of it is a difference."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        dflt = default if isinstance(default, dict) else {}
-        return [d for k in sorted(set(old) | set(new), key=str)
-                for d in _diff(old.get(k, dflt.get(k, _ABSENT)), new.get(k, _ABSENT), f"{key}.{k}",
-                               dflt.get(k, _ABSENT))]
-    if old is _ABSENT and new == default or old == new:
-        return []
-    show = lambda v: "(not set)" if v is _ABSENT else repr(v)  # noqa: E731
-    return [f"{key}: {show(old)} -> {show(new)}"]
-
-
-def _model_info_diff(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
-    """Differences in what the model was built from; entries an older run did not record are skipped."""
-    out = []
-    for k in ("input_dim", "vocab_size"):
-        if k in old and old[k] != new.get(k):
-            out.append(f"model_info.{k}: {old[k]!r} -> {new.get(k)!r}")
-    o, n = old.get("token_list") or {}, new.get("token_list") or {}
-    if o.get("sha256") and o.get("sha256") != n.get("sha256"):
-        out.append(f"token list: {o.get('file')} (sha256 {o['sha256'][:12]}) -> {n.get('file')} "
-                   f"(sha256 {str(n.get('sha256'))[:12]})")
-    o, n = old.get("features") or {}, new.get("features") or {}
-    for k in ("cmvn_type", "cmvn_sha256"):
-        if o.get(k) and o.get(k) != n.get(k):
-            out.append(f"features.{k}: {str(o[k])[:12]} -> {str(n.get(k))[:12]}")
-    return out
-
-
-def check_resume(config: Dict[str, Any], resume: bool) -> bool:
-    """True when output_dir holds an earlier run. With resume, that run must have the same model
-    and feature settings: otherwise ConfigError, and nothing in the folder has been touched."""
-    import yaml
-
-    out = config["output_dir"]
-    old_path = os.path.join(out, "config.yaml")
-    earlier = has_checkpoint(out) or os.path.lexists(os.path.join(out, "model.pth"))
-    if not earlier or not resume:
-        return earlier
-    if not os.path.isfile(old_path):
-        raise ConfigError(f"{out} holds checkpoints but no config.yaml: cannot tell which settings they were "
-                          "trained with; pass another --output_dir, or --resume false to start over there")
-    with open(old_path, encoding="utf-8") as f:
-        old = yaml.safe_load(f) or {}
-    from bljust.train.config import DEFAULTS
-
-    diffs = [d for k in MODEL_KEYS for d in _diff(old.get(k, DEFAULTS.get(k, _ABSENT)), config.get(k, _ABSENT), k,
-                                                  DEFAULTS.get(k, _ABSENT))]
-    diffs += _model_info_diff(old.get("model_info") or {}, config["model_info"])
-    if diffs:
-        raise ConfigError(f"{out} holds a run with other model/feature settings ({'; '.join(diffs[:6])}"
-                          f"{'; ...' if len(diffs) > 6 else ''}); its config.yaml and models are left as they are. "
-                          "Pass a new --output_dir (asr.sh: another --tag), or --resume false to start over there")
-    changed = [k for k in ("seed", "specaug", "optim", "scheduler", "batching", "trainer", "bilevel")
-               if old.get(k) != config.get(k)]
-    if changed:
-        logger.warning("resuming %s with changed settings (%s): the result will differ from an uninterrupted run",
-                       out, ", ".join(changed))
-    return True
-
-
-def start_over(out: str) -> None:
-    """Removes the checkpoints, epoch models, averages and links of an earlier run in `out`."""
-    import glob
-    import re
-
-    gone = []
-    for p in sorted(glob.glob(os.path.join(out, "*.pth"))):
-        name = os.path.basename(p)
-        if re.fullmatch(r"(checkpoint(\.prev)?|\d+epoch|model|.*\.best|.*\.ave_\d+best)\.pth", name):
-            os.unlink(p)
-            gone.append(name)
-    for name in ("train_summary.yaml",):
-        if os.path.exists(os.path.join(out, name)):
-            os.unlink(os.path.join(out, name))
-            gone.append(name)
-    logger.warning("--resume false: starting over in %s (removed %d files of the earlier run: %s)", out, len(gone),
-                   ", ".join(gone[:8]) + (" ..." if len(gone) > 8 else ""))
-
-
 def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: torch.device, resume: bool = True) -> None:
     for key in ("train_data_dir", "token_dir", "output_dir"):
         if not config.get(key) and not (key == "token_dir" and tokenizer is not None):
@@ -492,11 +404,11 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
     if method == "bilevel" and not config.get("unlab_data_dir"):
         raise ConfigError("method: bilevel needs --unlab_data_dir (the unlabeled features, "
                           "e.g. dump/fbank/train_unlab)")
-    earlier = check_resume(config, resume)  # before anything in output_dir changes
+    earlier = folder.check_resume(config, resume)  # before anything in output_dir changes
     os.makedirs(config["output_dir"], exist_ok=True)
     if dist.is_master:
         if earlier and not resume:
-            start_over(config["output_dir"])
+            folder.start_over(config["output_dir"])
         save_config(config, os.path.join(config["output_dir"], "config.yaml"))
     D.barrier(dist)
     torch.manual_seed(int(config["seed"]))  # the same initial weights on every rank
