@@ -229,3 +229,10 @@ def test_a_run_from_before_an_option_existed_still_resumes(world, tmp_path):
     assert train(world, exp, "--trainer.max_epoch", "3") == 0
     # ... unless this run sets it to something else
     assert train(world, exp, "--trainer.max_epoch", "3", "--encoder.conv_norm", "batch_norm") == 1
+
+
+def test_debug_shows_the_traceback(world, tmp_path, capfd):
+    capfd.readouterr()
+    assert train(world, str(tmp_path / "exp"), "--method", "bilevel", "--debug") == 1
+    err = capfd.readouterr().err
+    assert "Traceback" in err and "--unlab_data_dir" in err
