@@ -49,9 +49,19 @@ class CheckpointError(serialization.CheckpointError):
 
 
 # ----------------------------------------------------------------------------- reading
+def _fairseq_records() -> List[Any]:
+    """What fairseq pickles besides tensors and containers, all plain records that cannot run
+    code: the argparse.Namespace of its options, numpy scalars (and their dtypes) in extra_state."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    return [argparse.Namespace, core.multiarray.scalar, np.dtype] + sorted(
+        {type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")}, key=str)
+
+
 def read_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
-    """torch.load with weights_only=True; fairseq's argparse.Namespace (a plain record)
-    is allowed. Anything else pickled (e.g. a fairseq omegaconf config) is refused,
+    """torch.load with weights_only=True, fairseq's plain records (argparse.Namespace, numpy
+    scalars) allowed. Anything else pickled (e.g. an omegaconf config object) is refused,
     and only unpickled (running code stored in the file) when the user trusts the file."""
     if os.path.isdir(path):
         cand = [os.path.join(path, n) for n in ("pytorch_model.bin", "model.safetensors")]
@@ -66,7 +76,7 @@ def read_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
             raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
         return dict(load_file(path))
     try:
-        obj = serialization.load(path, safe_globals=[argparse.Namespace], what="upstream checkpoint")
+        obj = serialization.load(path, safe_globals=_fairseq_records(), what="upstream checkpoint")
     except serialization.UnsafeFileError as e:
         if not trust:
             raise CheckpointError(f"{e}. If you trust this file, pass --trust_checkpoint (upstream.trust_checkpoint "

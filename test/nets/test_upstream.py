@@ -1,6 +1,7 @@
 import argparse
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -173,7 +174,8 @@ def test_namespace_loads_safely_other_objects_need_trust(tmp_path, caplog):
     up = make("hubert", 6)
     sd = conv.export_state_dict(up.model.state_dict(), "fairseq", "hubert")
     ns_path = tmp_path / "hubert_fairseq_args.pt"
-    torch.save({"args": argparse.Namespace(arch="hubert"), "model": sd}, ns_path)
+    torch.save({"args": argparse.Namespace(arch="hubert"), "model": sd,
+                "extra_state": {"best": np.float64(1.5), "num_updates": np.int64(3)}}, ns_path)
     with caplog.at_level(logging.WARNING):  # an old fairseq checkpoint: argparse.Namespace is allow-listed
         up1 = Upstream.from_checkpoint(str(ns_path), arch=tiny("hubert"))
     assert "weights_only=False" not in caplog.text
