@@ -11,7 +11,7 @@ import glob
 import logging
 import os
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from bljust.train.checkpoint import has_checkpoint
 from bljust.train.config import DEFAULTS, ConfigError
@@ -37,6 +37,33 @@ def _diff(old: Any, new: Any, key: str, default: Any = _ABSENT) -> List[str]:
         return []
     show = lambda v: "(not set)" if v is _ABSENT else repr(v)  # noqa: E731
     return [f"{key}: {show(old)} -> {show(new)}"]
+
+
+def changed_settings(old: Dict[str, Any], new: Dict[str, Any], keys: Sequence[str],
+                     defaults: Dict[str, Any]) -> List[str]:
+    """`section.key: old -> new` for every difference in the given top-level sections."""
+    return [d for k in keys for d in _diff(old.get(k, defaults.get(k, _ABSENT)), new.get(k, _ABSENT), k,
+                                           defaults.get(k, _ABSENT))]
+
+
+def _refusal(out: str, diffs: List[str]) -> str:
+    return (f"{out} holds a run with other model/feature settings ({'; '.join(diffs[:6])}"
+            f"{'; ...' if len(diffs) > 6 else ''}); its config.yaml and models are left as they are. ")
+
+
+def check_same_run(out: str, config: Dict[str, Any], keys: Sequence[str], defaults: Dict[str, Any]) -> None:
+    """For trainers without --resume false (SSFT, SUPERB, upstream pre-training): a folder holding a
+    checkpoint of a run with other `keys` settings is refused before anything in it changes."""
+    import yaml
+
+    old_path = os.path.join(out, "config.yaml")
+    if not (has_checkpoint(out) and os.path.isfile(old_path)):
+        return
+    with open(old_path, encoding="utf-8") as f:
+        old = yaml.safe_load(f) or {}
+    diffs = changed_settings(old, config, keys, defaults)
+    if diffs:
+        raise ConfigError(_refusal(out, diffs) + "Pass another --output_dir, or remove that folder to start over")
 
 
 def _model_info_diff(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
@@ -71,13 +98,11 @@ def check_resume(config: Dict[str, Any], resume: bool) -> bool:
                           "trained with; pass another --output_dir, or --resume false to start over there")
     with open(old_path, encoding="utf-8") as f:
         old = yaml.safe_load(f) or {}
-    diffs = [d for k in MODEL_KEYS for d in _diff(old.get(k, DEFAULTS.get(k, _ABSENT)), config.get(k, _ABSENT), k,
-                                                  DEFAULTS.get(k, _ABSENT))]
+    diffs = changed_settings(old, config, MODEL_KEYS, DEFAULTS)
     diffs += _model_info_diff(old.get("model_info") or {}, config["model_info"])
     if diffs:
-        raise ConfigError(f"{out} holds a run with other model/feature settings ({'; '.join(diffs[:6])}"
-                          f"{'; ...' if len(diffs) > 6 else ''}); its config.yaml and models are left as they are. "
-                          "Pass a new --output_dir (asr.sh: another --tag), or --resume false to start over there")
+        raise ConfigError(_refusal(out, diffs) + "Pass a new --output_dir (asr.sh: another --tag), or --resume false "
+                          "to start over there")
     changed = [k for k in ("seed", "specaug", "optim", "scheduler", "batching", "trainer", "bilevel")
                if old.get(k) != config.get(k)]
     if changed:

@@ -29,6 +29,7 @@ from bljust.losses.masking import span_mask, valid_mask
 from bljust.train.checkpoint import (as_tuples, has_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                                      set_rng_state)
 from bljust.train.config import save_config
+from bljust.train.experiment_folder import check_same_run
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.ssft import Progress, load_upstream, save_upstream, setup_device
 from bljust.utils.plot import save_curves
@@ -99,6 +100,7 @@ def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
     if not out or not dirs:
         raise ValueError("train_data_dirs and output_dir are required")
     os.makedirs(out, exist_ok=True)
+    check_same_run(out, conf, ("upstream", "fbank", "bestrq"), DEFAULTS)
     save_config(conf, os.path.join(out, "config.yaml"))
     dev = setup_device(conf)
     seed = int(conf["seed"])

@@ -34,6 +34,7 @@ from bljust.nets.upstream import LaserEncoder, Upstream
 from bljust.train.checkpoint import (as_tuples, has_checkpoint, load_checkpoint, rng_state, save_atomic,
                                      save_checkpoint, set_rng_state)
 from bljust.train.config import ConfigError, parse_overrides, save_config, set_dotted, yaml_load
+from bljust.train.experiment_folder import check_same_run
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.utils.plot import save_curves
 
@@ -170,6 +171,7 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
     if not out or not conf["train_data_dir"]:
         raise ValueError("train_data_dir and output_dir are required")
     os.makedirs(out, exist_ok=True)
+    check_same_run(out, conf, ("upstream", "head_dim", "loss", "pairs"), DEFAULTS)
     save_config(conf, os.path.join(out, "config.yaml"))
     dev = setup_device(conf)
     tr, uc = conf["trainer"], conf["upstream"]

@@ -24,6 +24,7 @@ from bljust.nets.superb import SuperbModel
 from bljust.train.checkpoint import (has_checkpoint, load_checkpoint, model_state, rng_state, save_atomic,
                                      save_checkpoint, set_rng_state)
 from bljust.train.config import save_config, yaml_load
+from bljust.train.experiment_folder import check_same_run
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.trainer import edit_distance
 from bljust.train.ssft import Progress, load_upstream, setup_device
@@ -138,6 +139,7 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
     os.makedirs(out, exist_ok=True)
     dev = setup_device(conf)
     unit = UNIT[task]
+    check_same_run(out, conf, ("task", "upstream", "model"), DEFAULTS)  # before anything in `out` changes
     tok_path = os.path.join(out, "tokens.txt")
     if not os.path.isfile(tok_path):
         write_token_list(build_token_list(conf["train_data_dir"], unit), tok_path)

@@ -131,3 +131,34 @@ def test_hostile_file_is_refused(world, tmp_path, capfd, path):
     assert rc != 0, err
     assert "refused" in err and bad_file in err, err
     assert "Traceback" not in err
+
+
+UPSTREAM_TRAINERS = {
+    "ssft": (ssft_bin, lambda c, out: ["--train_data_dir", c["wav"], "--output_dir", out, "--upstream.arch", c["arch"],
+                                       "--trainer.max_updates", "2", "--trainer.max_steps", "1",
+                                       "--trainer.accum_grad", "1", "--trainer.max_seconds", "0.3"],
+             ["--head_dim", "8"], "head_dim: 256 -> 8"),
+    "superb": (superb_bin, lambda c, out: ["--train_data_dir", c["wav"], "--output_dir", out, "--upstream.arch",
+                                           c["arch"], "--trainer.max_steps", "2", "--trainer.stop_steps", "1",
+                                           "--model.lstm_dim", "8"],
+               ["--model.lstm_dim", "4"], "model.lstm_dim: 8 -> 4"),
+    "pretrain": (pretrain_bin, lambda c, out: ["--train_data_dirs", c["wav"], "--output_dir", out, "--upstream.arch",
+                                               c["arch"], "--trainer.max_updates", "2", "--trainer.max_steps", "1",
+                                               "--fbank.num_mel_bins", "20"],
+                 ["--fbank.num_mel_bins", "24"], "fbank.num_mel_bins: 20 -> 24"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM_TRAINERS))
+def test_upstream_trainers_refuse_a_changed_run_untouched(world, tmp_path, capfd, name):
+    """SSFT, SUPERB and pre-training: a rerun with another model setting stops before config.yaml changes."""
+    mod, args, change, expect = UPSTREAM_TRAINERS[name]
+    out = str(tmp_path / name)
+    assert mod.main(args(world, out)) == 0  # stopped early: a checkpoint to resume
+    conf = open(f"{out}/config.yaml").read()
+    ck = open(f"{out}/checkpoint.pth", "rb").read()
+    capfd.readouterr()
+    assert mod.main(args(world, out) + change) == 1
+    err = capfd.readouterr().err
+    assert expect in err and "Traceback" not in err, err
+    assert open(f"{out}/config.yaml").read() == conf and open(f"{out}/checkpoint.pth", "rb").read() == ck
