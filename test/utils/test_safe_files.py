@@ -129,3 +129,23 @@ def test_feature_job_with_a_locked_output_exits(tmp_path, capfd):
         assert extract_feats.main(["--merge", "--data_dir", str(data), "--out_dir", str(out), "--nj", "1"]) == 1
         assert f"pid {os.getpid()}" in capfd.readouterr().err
     assert not (out / "feats.1.ark").exists()
+
+
+def test_error_lines(tmp_path):
+    import errno
+
+    from torch.multiprocessing import ProcessRaisedException
+
+    from bljust.utils import cli
+
+    spawned = ProcessRaisedException("\n\n-- Process 0 terminated with the following error:\nTraceback (most recent "
+                                     "call last):\n  File \"x.py\", line 1\nValueError: exp/x: refused", 0, 42)
+    assert cli.message(spawned).startswith("exp/x: refused (in a spawned process")
+    assert cli.message(OSError(errno.ENOSPC, "No space left on device")).startswith("[Errno 28] No space")
+    assert "rerun with --debug" in cli.message(ZeroDivisionError("x"))
+
+    def body():
+        raise ValueError("a.yaml: line 3:\n  bad")
+
+    assert cli.run(body) == 1
+    assert cli.run(lambda: None) == 0
