@@ -23,6 +23,7 @@ from bljust.data.batching import epoch_order, make_batches, shard
 from bljust.data.dataset import ASRDataset, collate
 from bljust.nets.asr_model import ASRModel
 from bljust.train import distributed as D
+from bljust.train import experiment_folder as folder
 from bljust.train.bilevel import PBGD, NonFiniteLoss, PBGDConfig, ParamGroups, phase_of
 from bljust.train.checkpoint import load_checkpoint, rng_state, save_atomic, save_checkpoint, set_rng_state
 from bljust.train.schedulers import build_optimizer, build_scheduler
@@ -228,7 +229,7 @@ class BilevelTrainer(Trainer):
         rngs = D.gather_objects(rng_state(), self.dist)
         if self.dist.is_master:
             save_checkpoint({"model": self.model.state_dict(), "unsup": self.unsup.state_dict(),
-                             "model_info": self.conf.get("model_info"),
+                             **folder.self_description(self.conf),
                              "pbgd": self.pbgd.state_dict(),
                              "schedulers": {k: s.state_dict() for k, s in self.scheds.items()},
                              "streams": {"lab": self.lab.state_dict(), "unlab": self.unlab.state_dict()},

@@ -25,6 +25,13 @@ MODEL_KEYS = ("method", "encoder", "ctc", "unsup")
 _ABSENT = object()
 
 
+def self_description(config: Dict[str, Any]) -> Dict[str, Any]:
+    """What a checkpoint carries about itself: model_info (token list, features, CMVN) and the
+    settings that define the model, so that the file alone says what it is."""
+    return {"model_info": config.get("model_info"),
+            "model_config": {k: config.get(k) for k in MODEL_KEYS if k in config}}
+
+
 def _diff(old: Any, new: Any, key: str, default: Any = _ABSENT) -> List[str]:
     """Settings that differ. A key the old run's config lacks (an option added to bljust since)
     counts as its default: only a non-default value of it is a difference."""

@@ -123,7 +123,7 @@ class Trainer:
             save_checkpoint({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                              "scheduler": self.sched.state_dict(),
                              "scaler": self.scaler.state_dict() if self.scaler else None,
-                             "state": self.state, "rng": rngs, "model_info": self.conf.get("model_info")}, self.out)
+                             "state": self.state, "rng": rngs, **folder.self_description(self.conf)}, self.out)
 
     # ---------------------------------------------------------------- training
     def run(self) -> None:

@@ -63,6 +63,7 @@ def test_model_and_checkpoint_describe_their_inputs(world):
                                 "cmvn_sha256": sha256_file(world["cmvn"])}
     ck = serialization.load(f"{world['exp']}/checkpoint.pth")  # weights_only: plain types only
     assert ck["model_info"] == info
+    assert ck["model_config"]["encoder"] == conf["encoder"] and ck["model_config"]["method"] == "supervised"
     assert serialization.load(f"{world['exp']}/checkpoint.prev.pth")["state"]["step"] < ck["state"]["step"]
 
 
