@@ -20,9 +20,9 @@ def pop_debug(argv: List[str]) -> Tuple[List[str], bool]:
 
 
 def message(e: BaseException) -> str:
-    if type(e).__name__ == "ProcessRaisedException":  # a spawned rank's error: its traceback's last line
+    if "Traceback (most recent call last)" in str(e):  # a spawned rank's or loader worker's error
         last = [ln for ln in str(e).splitlines() if ln.strip()][-1:] or [""]
-        return f"{last[0].split(': ', 1)[-1]} (in a spawned process; --debug for its traceback)"
+        return f"{last[0].split(': ', 1)[-1]} (in another process; --debug for its traceback)"
     text = " ".join(str(e).split()) if str(e) else ""
     if isinstance(e, OSError) and e.errno == errno.ENOSPC and "No space" not in text:
         text = f"no space left on device: {text}"

@@ -171,3 +171,11 @@ def test_decoding_into_a_locked_output_dir_exits(exp, capfd):
         assert decode(exp) == 1
         assert f"pid {os.getpid()}" in error_line(capfd)
     assert decode(exp) == 0
+
+
+def test_ngpu_without_cuda(exp, capfd):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the error is for machines without it")
+    capfd.readouterr()
+    assert decode(exp, "--ngpu", "1") == 1
+    assert "--ngpu 0" in error_line(capfd)

@@ -154,7 +154,8 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(world, tmp_path, c
     assert not [f for f in os.listdir(exp) if "partial" in f or f.endswith(".tmp")]
 
 
-def test_truncated_feature_ark_names_the_utterance(world, tmp_path, capfd):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_truncated_feature_ark_names_the_utterance(world, tmp_path, capfd, workers):
     import shutil
 
     d = str(tmp_path / "train")
@@ -165,7 +166,7 @@ def test_truncated_feature_ark_names_the_utterance(world, tmp_path, capfd):
     os.truncate(f"{d}/feats.ark", size - 3000)
     c = dict(world, train=d)
     capfd.readouterr()
-    assert train(c, str(tmp_path / "exp")) == 1
+    assert train(c, str(tmp_path / "exp"), "--trainer.num_workers", str(workers)) == 1
     line = one_error_line(capfd.readouterr().err)
     assert "cannot read features of" in line and f"{d}/feats.ark" in line
 

@@ -140,7 +140,7 @@ def test_error_lines(tmp_path):
 
     spawned = ProcessRaisedException("\n\n-- Process 0 terminated with the following error:\nTraceback (most recent "
                                      "call last):\n  File \"x.py\", line 1\nValueError: exp/x: refused", 0, 42)
-    assert cli.message(spawned).startswith("exp/x: refused (in a spawned process")
+    assert cli.message(spawned).startswith("exp/x: refused (in another process")
     assert cli.message(OSError(errno.ENOSPC, "No space left on device")).startswith("[Errno 28] No space")
     assert "rerun with --debug" in cli.message(ZeroDivisionError("x"))
 
