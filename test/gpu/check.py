@@ -224,7 +224,7 @@ def part_resume(quick: bool, tmp: str) -> None:
         p.wait()
         rc_ref, out_ref = _finish(ref)
         rc_res, out_res = _finish(_run(conf, tmp, f"resumed_{tag}"))
-        if not (killed and rc_ref == 0 and rc_res == 0 and "resumed from" in out_res):
+        if not (killed and rc_ref == 0 and rc_res == 0 and "resumed at step" in out_res):
             results.append((det, None, f"deterministic={det}: run failed (killed {killed}, exit {rc_ref}/{rc_res})\n"
                             + out_res[-2000:]))
             continue
