@@ -4,8 +4,9 @@
         --valid_data_dir dump/fbank/dev --token_dir data/token_list/bpe_unigram256 \
         --cmvn dump/fbank/train/cmvn.ark --output_dir exp/asr_x --ngpu 0 [--encoder.num_layers 6 ...]
 
-Any config key can be overridden with --dotted.key value. Running the same command
-again resumes from output_dir/checkpoint.pth.
+Any config key can be overridden with --dotted.key value (docs/config.md lists them all).
+Running the same command again resumes from output_dir/checkpoint.pth. A config or
+input error ends with one line on stderr and exit status 1; --debug shows the traceback.
 
 Parallel runs: --ngpu N (N > 1) starts N processes on this node (NCCL); on CPU,
 --world_size N --dist_backend gloo does the same. Under torchrun or srun the launcher's
@@ -14,7 +15,6 @@ MASTER_ADDR/MASTER_PORT exported) decides, and no processes are spawned here.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Any, Dict, List, Optional
@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 from typeguard import typechecked
 
 from bljust.train import distributed as D
-from bljust.train.config import ConfigError, load_config
+from bljust.train.config import run_with_config
 from bljust.utils.log import setup_logging
 
 
@@ -60,35 +60,7 @@ def run(config: Dict[str, Any], verbose: int = 1, tokenizer: Any = None) -> None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    config_path, verbose, rest = None, 1, []
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--config" and i + 1 < len(argv):
-            config_path, i = argv[i + 1], i + 2
-        elif argv[i] == "--verbose" and i + 1 < len(argv):
-            verbose, i = int(argv[i + 1]), i + 2
-        else:
-            rest.append(argv[i])
-            i += 1
-    setup_logging(verbose)
-    try:
-        config = load_config(config_path, rest)
-    except (ConfigError, OSError) as e:
-        logging.error("%s", e)
-        return 2
-    from bljust.train.trainer import TooManyBadSteps
-    from bljust.utils.fileio import FormatError
-
-    try:
-        run(config, verbose)
-    except (ConfigError, FormatError, FileNotFoundError, TooManyBadSteps) as e:
-        logging.error("%s", e)
-        return 1
-    return 0
+    return run_with_config(argv, "train", __doc__, run)
 
 
 if __name__ == "__main__":

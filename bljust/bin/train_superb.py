@@ -5,26 +5,26 @@ phonemes) on a frozen upstream's weighted sum of layers.
         --valid_data_dir data/dev --output_dir exp/superb_asr --upstream.ckpt exp/ssft/upstream.pth
 
 A rerun with the same output_dir resumes from checkpoint.pth.
+
+Any key of docs/config.md can be overridden as --dotted.key value; an error ends with one
+line on stderr and exit status 1 (--debug: the traceback).
 """
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-from bljust.train.ssft import make_config
-from bljust.train.superb_trainer import DEFAULTS, train_superb
-from bljust.utils.log import setup_logging
+from bljust.train.config import run_with_config
+
+
+def run(conf: Dict[str, Any], verbose: int = 1) -> None:
+    from bljust.train.superb_trainer import train_superb
+
+    train_superb(conf)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML; any key can be overridden as --dotted.key value")
-    p.add_argument("--verbose", type=int, default=1)
-    args, rest = p.parse_known_args(argv)
-    setup_logging(args.verbose)
-    train_superb(make_config(DEFAULTS, args.config, rest))
-    return 0
+    return run_with_config(argv, "superb", __doc__, run)
 
 
 if __name__ == "__main__":

@@ -415,7 +415,7 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
         from bljust.train.bilevel_trainer import BilevelTrainer
 
         if not config.get("unlab_data_dir"):
-            raise ValueError("method: bilevel needs --unlab_data_dir (unlabeled features)")
+            raise ConfigError("method bilevel needs --unlab_data_dir (unlabeled features)")
         unlab_set = ASRDataset(config["unlab_data_dir"], None, shortest, int(bc.get("max_frames", 0)), labeled=False)
         logger.info("%d unlabeled utterances from %s", len(unlab_set), config["unlab_data_dir"])
         BilevelTrainer(config, model, train_set, unlab_set, valid_set, tokenizer, dist, device).run()
