@@ -292,7 +292,7 @@ def _check_train(conf: Dict[str, Any], src: _Sources) -> None:
         raise _err(src, "trainer.amp", "the bilevel trainer supports none or bf16 (fp16 needs a loss scaler "
                                        "per level)")
     if amp != "none" and int(conf["ngpu"]) <= 0:
-        logger.info("trainer.amp %s has no effect without a GPU (ngpu 0): training runs in fp32", amp)
+        logger.warning("trainer.amp %s has no effect without a GPU (ngpu 0): training runs in fp32", amp)
     if conf["method"] == S.BILEVEL:
         b = conf["bilevel"]
         try:

@@ -382,6 +382,8 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
     for key in ("train_data_dir", "token_dir", "output_dir"):
         if not config.get(key) and not (key == "token_dir" and tokenizer is not None):
             raise ConfigError(f"--{key} is required")
+    if config.get("method") == "bilevel" and not config.get("unlab_data_dir"):
+        raise ConfigError("method bilevel needs --unlab_data_dir (unlabeled features)")
     if tokenizer is None:
         from bljust.text.tokenizer import Tokenizer
 
@@ -414,8 +416,6 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
     elif method == "bilevel":
         from bljust.train.bilevel_trainer import BilevelTrainer
 
-        if not config.get("unlab_data_dir"):
-            raise ConfigError("method bilevel needs --unlab_data_dir (unlabeled features)")
         unlab_set = ASRDataset(config["unlab_data_dir"], None, shortest, int(bc.get("max_frames", 0)), labeled=False)
         logger.info("%d unlabeled utterances from %s", len(unlab_set), config["unlab_data_dir"])
         BilevelTrainer(config, model, train_set, unlab_set, valid_set, tokenizer, dist, device).run()

@@ -129,3 +129,16 @@ def test_trainer_grad_clip_is_the_pbgd_clip(data):
     os.makedirs(conf["output_dir"])
     t = BilevelTrainer(conf, model, train, unlab, None, tok, D.DistInfo(), torch.device("cpu"))
     assert t.pcfg.grad_clip == 0.25
+
+
+def test_bilevel_without_unlabeled_data_is_a_config_error_before_any_output(data):
+    from train_synth import CharTokenizer
+
+    from bljust.train.config import ConfigError
+    from bljust.train.trainer import train
+
+    conf = bilevel_config(data, f"{data}/no_unlab")
+    conf["unlab_data_dir"] = None
+    with pytest.raises(ConfigError, match="method bilevel needs --unlab_data_dir"):
+        train(conf, tokenizer=CharTokenizer())
+    assert not os.path.exists(f"{data}/no_unlab")  # nothing written, no config.yaml to mislead a later run

@@ -248,6 +248,18 @@ def test_entry_points_report_one_line_and_exit_1(tmp_path, capsys, module, kind)
         main(["--config", p, "--debug"])
 
 
+def test_ngpu_without_a_gpu_is_one_line(capsys):
+    import torch
+
+    from bljust.bin.train import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["--ngpu", "1", "--output_dir", "unused"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ngpu > 0 but CUDA is not available" in err[0]
+
+
 def test_python_m_train_exits_1_without_traceback(tmp_path):
     p = write(tmp_path, "encoder:\n  num_haeds: 4\n")
     env = dict(os.environ, PYTHONPATH=ROOT)
