@@ -219,8 +219,7 @@ def _resolve(cls: type, base: Dict[str, Any], user: Any, path: str, src: _Source
         raise _err(src, path, f"expected a section with keys {', '.join(flds)}; got {user!r}")
     for k in user:
         if k not in flds:
-            near = difflib.get_close_matches(str(k), list(flds), n=1, cutoff=0.6)
-            hint = f" (did you mean '{near[0]}'?)" if near else f" (known: {', '.join(flds)})"
+            hint = _suggest(k, list(flds))
             if path + str(k) in MOVED:
                 hint = f" ({MOVED[path + str(k)]})"
             raise _err(src, path + str(k), "unknown key" + hint)
@@ -314,8 +313,56 @@ def _check_superb(conf: Dict[str, Any], src: _Sources, user: Dict[str, Any]) -> 
                                              "length as trainer.max_updates as well")
 
 
+def _suggest(k: str, known: Sequence[str]) -> str:
+    near = difflib.get_close_matches(str(k), list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{near[0]}'?)" if near else f" (known: {', '.join(known)})"
+
+
+def _check_upstream(conf: Dict[str, Any], src: _Sources, user: Dict[str, Any]) -> None:
+    """upstream.arch: a known name, or builder arguments (inline or in a YAML file) that the builders take."""
+    import inspect
+
+    from torchaudio.models import wav2vec2_model, wavlm_model
+
+    from bljust.nets.upstream import ARCHS
+
+    arch = conf["upstream"]["arch"]
+    if arch is None:
+        return
+    if isinstance(arch, str) and not arch.endswith((".yaml", ".yml")):
+        if arch not in ARCHS:
+            raise _err(src, "upstream.arch", f"unknown architecture '{arch}'{_suggest(arch, sorted(ARCHS))}")
+        return
+    where, prefix = src("upstream.arch"), "upstream.arch."
+    if isinstance(arch, str):
+        try:
+            with open(arch, encoding="utf-8") as f:
+                arch = yaml_load(f)
+        except OSError as e:
+            raise _err(src, "upstream.arch", f"cannot read {arch}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise _err(src, "upstream.arch", f"{arch} is not valid YAML: {' '.join(str(e).split())}") from None
+        where, prefix = conf["upstream"]["arch"], ""
+        if not isinstance(arch, dict):
+            raise ConfigError(f"{where}: expected a mapping of upstream builder arguments")
+    known = ["kind", "normalize_waveform"] + [p for b in (wav2vec2_model, wavlm_model)
+                                              for p in inspect.signature(b).parameters if p != "aux_num_out"]
+    known = list(dict.fromkeys(known))
+    for k in arch:
+        if k not in known:
+            raise ConfigError(f"{where}: {prefix}{k}: unknown upstream builder argument{_suggest(k, known)}")
+    if arch.get("kind") not in ("hubert", "wavlm"):
+        raise ConfigError(f"{where}: {prefix}kind: expected one of hubert, wavlm, got {arch.get('kind')!r}")
+
+
+def _check_superb_all(conf: Dict[str, Any], src: _Sources, user: Dict[str, Any]) -> None:
+    _check_superb(conf, src, user)
+    _check_upstream(conf, src, user)
+
+
 _CHECKS: Dict[type, Callable[..., None]] = {S.TrainConfig: lambda c, s, u: _check_train(c, s),
-                                            S.SuperbConfig: _check_superb}
+                                            S.SuperbConfig: _check_superb_all, S.SSFTConfig: _check_upstream,
+                                            S.PretrainConfig: _check_upstream}
 
 
 def resolve(user: Dict[str, Any], kind: str = "train", source: Optional[str] = None,

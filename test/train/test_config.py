@@ -287,3 +287,18 @@ def test_docs_list_every_key():
     for kind, cls in S.SCHEMAS.items():
         for k, *_ in rows(cls, cls()):
             assert f"`{k}`" in doc, (kind, k)
+
+
+@pytest.mark.parametrize("kind", ["ssft", "superb", "pretrain"])
+def test_upstream_architecture_is_checked(tmp_path, kind):
+    arch = write(tmp_path, "kind: hubert\nencoder_num_layerz: 2\n", "arch.yaml")
+    assert error_of(None, ["--upstream.arch", arch], kind) == (
+        f"{arch}: encoder_num_layerz: unknown upstream builder argument (did you mean 'encoder_num_layers'?)")
+    p = write(tmp_path, "upstream:\n  arch: {kind: hubret}\n")
+    assert error_of(p, kind=kind) == f"{p}: upstream.arch.kind: expected one of hubert, wavlm, got 'hubret'"
+    assert error_of(None, ["--upstream.arch", "hubert_bsae"], kind) == (
+        "command line: --upstream.arch: unknown architecture 'hubert_bsae' (did you mean 'hubert_base'?)")
+    assert error_of(None, ["--upstream.arch", str(tmp_path / "none.yaml")], kind).startswith(
+        "command line: --upstream.arch: cannot read")
+    shipped = os.path.join(ROOT, "egs", "TEMPLATE", "ssft1", "conf", "upstream_tiny.yaml")
+    assert load_config(None, ["--upstream.arch", shipped], kind)["upstream"]["arch"] == shipped

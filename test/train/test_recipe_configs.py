@@ -53,8 +53,9 @@ def _leaves(d, path=""):
 
 
 @pytest.mark.parametrize("path", [p for p in SHIPPED if kind_of(p)], ids=lambda p: os.path.relpath(p, ROOT))
-def test_shipped_config_loads_with_the_values_it_writes(path):
+def test_shipped_config_loads_with_the_values_it_writes(path, monkeypatch):
     """Every key a config writes resolves to that value (nothing dropped, renamed or rounded)."""
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(path)))  # the recipe folder: conf/... paths resolve
     with open(path, encoding="utf-8") as f:
         written = dict(_leaves(yaml.safe_load(f)))
     resolved = dict(_leaves(load_config(path, (), kind_of(path))))
