@@ -426,6 +426,9 @@ def run_with_config(argv: Optional[List[str]], kind: str, doc: str, run: Callabl
     i = 0
     while i < len(argv):
         a = argv[i]
+        if a.startswith(("--config=", "--verbose=")):  # the --key=value form of the two options
+            argv[i:i + 1] = a.split("=", 1)
+            continue
         if a == "--config" and i + 1 < len(argv):
             path, i = argv[i + 1], i + 2
         elif a == "--verbose" and i + 1 < len(argv):

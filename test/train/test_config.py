@@ -246,6 +246,7 @@ def test_entry_points_report_one_line_and_exit_1(tmp_path, capsys, module, kind)
     assert len(err) == 1 and f"{p}: trainer.max_stepz: unknown key (did you mean 'max_steps'?)" in err[0], err
     with pytest.raises(ConfigError):  # --debug: the exception itself, with its traceback
         main(["--config", p, "--debug"])
+    assert main([f"--config={p}"]) == 1 and "trainer.max_stepz" in capsys.readouterr().err
 
 
 def test_ngpu_without_a_gpu_is_one_line(capsys):
