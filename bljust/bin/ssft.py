@@ -5,41 +5,31 @@
 
 Writes output_dir/{config.yaml, checkpoint.pth (resume), loss.png, upstream.pth}. A rerun
 with the same output_dir resumes from checkpoint.pth.
+
+Any key of docs/config.md can be overridden as --dotted.key value; an error ends with one
+line on stderr and exit status 1 (--debug: the traceback).
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-from bljust.train.ssft import DEFAULTS, make_config, train_laser
-from bljust.utils import cli
+from bljust.train.config import run_with_config
 from bljust.utils.lock import hold_dir
-from bljust.utils.log import setup_logging
+
+
+def run(conf: Dict[str, Any], verbose: int = 1) -> None:
+    from bljust.train.ssft import train_laser
+
+    # one run per output folder (<output_dir>/.lock); a missing output_dir is the trainer's error
+    with hold_dir(conf["output_dir"], "training") if conf.get("output_dir") else contextlib.nullcontext():
+        train_laser(conf)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML; any key can be overridden as --dotted.key value")
-    p.add_argument("--verbose", type=int, default=1)
-    p.add_argument("--debug", action="store_true", help="print the traceback of an error")
-    args, rest = p.parse_known_args(argv)
-    setup_logging(args.verbose)
-    return cli.run(lambda: _main(args, rest), args.debug)
+    return run_with_config(argv, "ssft", __doc__, run)
 
-
-def _main(args: argparse.Namespace, rest: List[str]) -> int:
-    conf = make_config(DEFAULTS, args.config, rest)
-    with _lock(conf):
-        train_laser(conf)
-    return 0
-
-
-def _lock(conf: dict):
-    """One run per output folder (<output_dir>/.lock)."""
-    import contextlib
-
-    return hold_dir(conf["output_dir"], "training") if conf.get("output_dir") else contextlib.nullcontext()
 
 
 if __name__ == "__main__":

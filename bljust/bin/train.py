@@ -4,12 +4,13 @@
         --valid_data_dir dump/fbank/dev --token_dir data/token_list/bpe_unigram256 \
         --cmvn dump/fbank/train/cmvn.ark --output_dir exp/asr_x --ngpu 0 [--encoder.num_layers 6 ...]
 
-Any config key can be overridden with --dotted.key value. Running the same command
-again resumes from output_dir/checkpoint.pth (or, if that file is damaged, from the
-checkpoint.prev.pth kept beside it). A folder whose run had other model or feature
-settings (encoder, token list, CMVN, ...) is refused untouched: give another
---output_dir, or --resume false to start over in it. Only one training runs in a
-folder at a time (output_dir/.lock). Errors are one line; --debug adds the traceback.
+Any config key can be overridden with --dotted.key value (docs/config.md lists them all).
+Running the same command again resumes from output_dir/checkpoint.pth (or, if that file is
+damaged, from the checkpoint.prev.pth kept beside it). A folder whose run had other model or
+feature settings (encoder, token list, CMVN, ...) is refused untouched: give another
+--output_dir, or --resume false to start over in it. Only one training runs in a folder at a
+time (output_dir/.lock). Errors are one line on stderr and exit status 1; --debug adds the
+traceback.
 
 Parallel runs: --ngpu N (N > 1) starts N processes on this node (NCCL); on CPU,
 --world_size N --dist_backend gloo does the same. Under torchrun or srun the launcher's
@@ -18,7 +19,6 @@ MASTER_ADDR/MASTER_PORT exported) decides, and no processes are spawned here.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Any, Dict, List, Optional
@@ -26,9 +26,7 @@ from typing import Any, Dict, List, Optional
 from typeguard import typechecked
 
 from bljust.train import distributed as D
-from bljust.train.config import ConfigError, load_config
-from bljust.utils import cli
-from bljust.utils.cli import pop_debug
+from bljust.train.config import run_with_config
 from bljust.utils.lock import hold_dir
 from bljust.utils.log import setup_logging
 
@@ -80,43 +78,8 @@ def _run(config: Dict[str, Any], verbose: int, tokenizer: Any, resume: bool, env
         train(config, D.DistInfo(), tokenizer, resume)
 
 
-def _bool(flag: str, value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise ConfigError(f"{flag} takes true or false, got '{value}'")
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    argv, debug = pop_debug(list(sys.argv[1:] if argv is None else argv))
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    config_path, verbose, resume, rest = None, 1, True, []
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--config" and i + 1 < len(argv):
-            config_path, i = argv[i + 1], i + 2
-        elif argv[i] == "--verbose" and i + 1 < len(argv):
-            verbose, i = int(argv[i + 1]), i + 2
-        elif argv[i] == "--resume" and i + 1 < len(argv):
-            resume, i = argv[i + 1], i + 2
-        else:
-            rest.append(argv[i])
-            i += 1
-    setup_logging(verbose)
-
-    def body() -> int:
-        try:
-            config = load_config(config_path, rest)
-        except (ConfigError, OSError) as e:  # exit 2: the command line or config file is wrong
-            logging.error("%s", cli.message(e))
-            return 2
-        run(config, verbose, resume=_bool("--resume", resume) if isinstance(resume, str) else resume)
-        return 0
-
-    return cli.run(body, debug)
+    return run_with_config(argv, "train", __doc__, run, resume_option=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ class NonFiniteLoss(RuntimeError):
     """A loss or gradient that is NaN or inf: the step is skipped (and counted) by the caller."""
 
 PHASES = ("explore", "joint", "finetune")
+GAMMA_SCHEDULES = ("linear", "constant", "cosine")
+PENALTY_REFS = ("running_min", "shadow")
 
 
 @dataclass
@@ -52,9 +54,9 @@ class PBGDConfig:
     def __post_init__(self) -> None:
         if min(self.n1, self.n2, self.n3, self.k) < 0:
             raise ValueError("n1, n2, n3 and k must be >= 0")
-        if self.gamma_schedule not in ("linear", "constant", "cosine"):
+        if self.gamma_schedule not in GAMMA_SCHEDULES:
             raise ValueError(f"gamma_schedule must be linear, constant or cosine, not {self.gamma_schedule!r}")
-        if self.penalty_ref not in ("running_min", "shadow"):
+        if self.penalty_ref not in PENALTY_REFS:
             raise ValueError(f"penalty_ref must be running_min or shadow, not {self.penalty_ref!r}")
 
     @property

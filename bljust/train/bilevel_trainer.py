@@ -120,8 +120,10 @@ class BilevelTrainer(Trainer):
                                  self.seed + 1, dist)
         bc = dict(config["bilevel"])
         steps = phase_steps(bc, len(self.lab), len(self.unlab))
-        known = set(PBGDConfig.__dataclass_fields__) - {"n1", "n2", "n3"}
-        self.pcfg = PBGDConfig(**{**{k: v for k, v in bc.items() if k in known}, **steps})
+        known = set(PBGDConfig.__dataclass_fields__) - {"n1", "n2", "n3", "grad_clip"}
+        # trainer.grad_clip clips every update of every level, as in the other trainers
+        self.pcfg = PBGDConfig(**{k: v for k, v in bc.items() if k in known}, **steps,
+                               grad_clip=float(self.tc["grad_clip"]))
         self.unsup = build_unsup_loss(config["unsup"], model).to(device)
         groups = ParamGroups(theta=list(model.encoder.parameters()), phi=list(model.ctc_head.parameters()),
                              eta=[p for p in self.unsup.parameters() if p.requires_grad])

@@ -14,7 +14,7 @@ import re
 from typing import Any, Dict, List, Sequence
 
 from bljust.train.checkpoint import has_checkpoint
-from bljust.train.config import DEFAULTS, ConfigError
+from bljust.train.config import ConfigError, defaults
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ def _refusal(out: str, diffs: List[str]) -> str:
             f"{'; ...' if len(diffs) > 6 else ''}); its config.yaml and models are left as they are. ")
 
 
-def check_same_run(out: str, config: Dict[str, Any], keys: Sequence[str], defaults: Dict[str, Any]) -> None:
-    """For trainers without --resume false (SSFT, SUPERB, upstream pre-training): a folder holding a
-    checkpoint of a run with other `keys` settings is refused before anything in it changes."""
+def check_same_run(out: str, config: Dict[str, Any], keys: Sequence[str], kind: str) -> None:
+    """For trainers without --resume false (SSFT, SUPERB, upstream pre-training; `kind` names the
+    config schema): a folder holding a checkpoint of a run with other `keys` settings is refused
+    before anything in it changes."""
     import yaml
 
     old_path = os.path.join(out, "config.yaml")
@@ -68,7 +69,7 @@ def check_same_run(out: str, config: Dict[str, Any], keys: Sequence[str], defaul
         return
     with open(old_path, encoding="utf-8") as f:
         old = yaml.safe_load(f) or {}
-    diffs = changed_settings(old, config, keys, defaults)
+    diffs = changed_settings(old, config, keys, defaults(kind))
     if diffs:
         raise ConfigError(_refusal(out, diffs) + "Pass another --output_dir, or remove that folder to start over")
 
@@ -105,7 +106,7 @@ def check_resume(config: Dict[str, Any], resume: bool) -> bool:
                           "trained with; pass another --output_dir, or --resume false to start over there")
     with open(old_path, encoding="utf-8") as f:
         old = yaml.safe_load(f) or {}
-    diffs = changed_settings(old, config, MODEL_KEYS, DEFAULTS)
+    diffs = changed_settings(old, config, MODEL_KEYS, defaults("train"))
     diffs += _model_info_diff(old.get("model_info") or {}, config["model_info"])
     if diffs:
         raise ConfigError(_refusal(out, diffs) + "Pass a new --output_dir (asr.sh: another --tag), or --resume false "

@@ -36,22 +36,6 @@ from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: Dict[str, Any] = {
-    "train_data_dirs": [],
-    "output_dir": None,
-    "seed": 0,
-    "ngpu": 0,
-    "num_threads": 0,
-    "upstream": {"arch": None, "ckpt": None, "trust_checkpoint": False},
-    "fbank": {"num_mel_bins": 80},
-    "bestrq": {"codebook_size": 512, "codebook_dim": 16, "mask_prob": 0.065, "mask_span": 5, "seed": 1234},
-    "optim": {"name": "adamw", "lr": 5.0e-4, "weight_decay": 0.01, "betas": [0.9, 0.98]},
-    "scheduler": {"name": "linear", "warmup_steps": 100},
-    "batching": {"max_samples": 640000, "max_batch": 16, "max_seconds": 4.0},
-    "trainer": {"max_updates": 1000, "grad_clip": 5.0, "log_interval": 20, "save_interval": 200, "max_steps": 0},
-}
-
-
 class MaskedPredictor(nn.Module):
     """Upstream + mask embedding + BEST-RQ targets/classifier."""
 
@@ -100,7 +84,7 @@ def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
     if not out or not dirs:
         raise ValueError("train_data_dirs and output_dir are required")
     os.makedirs(out, exist_ok=True)
-    check_same_run(out, conf, ("upstream", "fbank", "bestrq"), DEFAULTS)
+    check_same_run(out, conf, ("upstream", "fbank", "bestrq"), "pretrain")
     save_config(conf, os.path.join(out, "config.yaml"))
     dev = setup_device(conf)
     seed = int(conf["seed"])

@@ -10,10 +10,14 @@ from typing import Any, Callable, Dict, Iterable
 
 import torch
 
+from bljust.train import schema
+from bljust.train.config import resolve_section
+
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], conf: Dict[str, Any]) -> torch.optim.Optimizer:
-    conf = dict(conf)
-    name = conf.pop("name", "adamw").lower()
+    """conf: an optimiser section (bljust.train.schema.OptimConfig); unset keys keep torch's defaults."""
+    conf = resolve_section(schema.OptimConfig, conf, "optim")
+    name = conf.pop("name")
     params = list(params)
     if name in ("adam", "adamw") and params and all(p.is_cuda for p in params):
         # one fused kernel for the whole update on the GPU (torch's default there is the
@@ -30,18 +34,19 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], conf: Dict[str, Any]) 
 
 def lr_lambda(conf: Dict[str, Any], total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak lr at optimiser step `s` (s counts from 0)."""
-    name = conf.get("name", "warmuplr").lower()
-    warmup = max(1, int(conf.get("warmup_steps", 25000)))
+    conf = resolve_section(schema.SchedulerConfig, conf, "scheduler")
+    name = conf["name"]
+    warmup = max(1, int(conf.get("warmup_steps", 1)))
     if name in ("warmuplr", "noam"):
         # Inverse-sqrt decay after a linear warm-up, peaking at 1.0 at `warmup`
         # (noam's d_model**-0.5 factor is folded into the configured lr).
         return lambda s: min((s + 1) / warmup, (warmup / (s + 1)) ** 0.5)
     if name in ("linear", "warmup_linear"):
-        final = float(conf.get("final_lr_ratio", 0.0))
+        final = float(conf["final_lr_ratio"])
         return lambda s: (s + 1) / warmup if s + 1 < warmup else max(
             final, 1.0 - (1.0 - final) * (s + 1 - warmup) / max(1, total_steps - warmup))
     if name in ("cosine", "warmup_cosine"):
-        final = float(conf.get("final_lr_ratio", 0.0))
+        final = float(conf["final_lr_ratio"])
         return lambda s: (s + 1) / warmup if s + 1 < warmup else final + (1 - final) * 0.5 * (
             1 + math.cos(math.pi * min(1.0, (s + 1 - warmup) / max(1, total_steps - warmup))))
     if name in ("constant", "none"):

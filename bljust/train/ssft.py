@@ -15,12 +15,11 @@ builder arguments}, which Upstream.from_checkpoint (and bljust's loaders) read.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import random
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Union
 
 import humanfriendly
 import torch
@@ -33,69 +32,12 @@ from bljust.nets import upstream_convert as conv
 from bljust.nets.upstream import LaserEncoder, Upstream
 from bljust.train.checkpoint import (as_tuples, has_checkpoint, load_checkpoint, rng_state, save_atomic,
                                      save_checkpoint, set_rng_state)
-from bljust.train.config import ConfigError, parse_overrides, save_config, set_dotted, yaml_load
+from bljust.train.config import save_config, yaml_load
 from bljust.train.experiment_folder import check_same_run
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
-
-DEFAULTS: Dict[str, Any] = {
-    "train_data_dir": None,
-    "output_dir": None,
-    "seed": 0,
-    "ngpu": 0,
-    "num_threads": 0,
-    # arch: a name of bljust.nets.upstream.ARCHS or a dict of builder arguments (+ kind);
-    # null: taken from the checkpoint (its upstream_config, else told from its keys)
-    "upstream": {"arch": None, "ckpt": None, "trust_checkpoint": False, "representation_layer": -1,
-                 "train_last": 2},
-    "head_dim": 256,
-    "loss": {"alpha": 0.4, "sigma": 0.0, "lam": 1.1, "gamma": 0.1, "bandwidth": None},
-    "pairs": {"speeds": "hubert", "semitones": 2.0},
-    "optim": {"name": "adamw", "lr": 2.0e-5, "weight_decay": 0.01},
-    "scheduler": {"name": "linear", "warmup_steps": 1000},
-    "trainer": {"max_updates": 3600, "accum_grad": 8, "batch_pairs": 1, "grad_clip": 1.0,
-                "log_interval": 10, "save_interval": 100,
-                "max_seconds": 0.0,  # > 0: random crop of longer utterances (CPU recipes)
-                "max_steps": 0},     # > 0: stop after this many updates (tests); the schedule keeps max_updates
-}
-FREE = {"optim", "scheduler"}
-
-
-def _merge(base: Dict[str, Any], upd: Dict[str, Any], where: str, path: str = "") -> Dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in (upd or {}).items():
-        key = path + k
-        if k not in out and path.split(".")[0] not in FREE:
-            raise ConfigError(f"{where}: unknown config key '{key}'")
-        if isinstance(out.get(k), dict) and isinstance(v, dict) and not key.endswith("arch"):
-            out[k] = _merge(out[k], v, where, key + ".")
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def make_config(defaults: Dict[str, Any], path: Optional[str], overrides: Sequence[str] = ()) -> Dict[str, Any]:
-    """defaults < YAML file < `--dotted.key value` overrides (unknown keys are errors)."""
-    conf = copy.deepcopy(defaults)
-    if path:
-        with open(path, encoding="utf-8") as f:
-            user = yaml_load(f) or {}
-        if not isinstance(user, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        conf = _merge(conf, user, path)
-    for key, val in parse_overrides(list(overrides)):
-        head = key.split(".")[0]
-        if head in FREE or key.startswith("upstream.arch."):
-            d = conf
-            for p in key.split(".")[:-1]:
-                d = d.setdefault(p, {})
-            d[key.split(".")[-1]] = val
-        else:
-            set_dotted(conf, key, val)
-    return conf
-
 
 def resolve_arch(arch: Union[None, str, Dict[str, Any]]) -> Union[None, str, Dict[str, Any]]:
     """An arch name, a dict, or a YAML file holding the dict."""
@@ -171,7 +113,7 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
     if not out or not conf["train_data_dir"]:
         raise ValueError("train_data_dir and output_dir are required")
     os.makedirs(out, exist_ok=True)
-    check_same_run(out, conf, ("upstream", "head_dim", "loss", "pairs"), DEFAULTS)
+    check_same_run(out, conf, ("upstream", "head_dim", "loss", "pairs"), "ssft")
     save_config(conf, os.path.join(out, "config.yaml"))
     dev = setup_device(conf)
     tr, uc = conf["trainer"], conf["upstream"]

@@ -34,25 +34,6 @@ from bljust.utils.plot import save_curves
 log = logging.getLogger(__name__)
 
 UNIT = {"asr": "char", "pr": "phn"}
-DEFAULTS: Dict[str, Any] = {
-    "task": "asr",
-    "train_data_dir": None,
-    "valid_data_dir": None,
-    "output_dir": None,
-    "seed": 0,
-    "ngpu": 0,
-    "num_threads": 0,
-    "upstream": {"arch": None, "ckpt": None, "trust_checkpoint": False},
-    "model": {"proj_dim": None, "lstm_dim": 1024, "lstm_layers": 2, "dropout": 0.2, "layer_norm": False},
-    "optim": {"name": "adam", "lr": 1.0e-4},
-    "scheduler": {"name": "constant"},
-    "batching": {"max_samples": 3200000, "max_batch": 32, "max_utt_samples": 0},
-    "trainer": {"max_steps": 200000, "grad_clip": 1.0, "log_interval": 100, "valid_interval": 2000,
-                "stop_steps": 0,  # > 0: stop early (tests); the schedule keeps max_steps
-                # keep every utterance's hidden states in memory after the first pass: the
-                # upstream is frozen, so this changes nothing but the time (small corpora only)
-                "cache_upstream": False},
-}
 
 
 def collate_targets(ts: List[List[int]]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +120,7 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
     os.makedirs(out, exist_ok=True)
     dev = setup_device(conf)
     unit = UNIT[task]
-    check_same_run(out, conf, ("task", "upstream", "model"), DEFAULTS)  # before anything in `out` changes
+    check_same_run(out, conf, ("task", "upstream", "model"), "superb")  # before anything in `out` changes
     tok_path = os.path.join(out, "tokens.txt")
     if not os.path.isfile(tok_path):
         write_token_list(build_token_list(conf["train_data_dir"], unit), tok_path)
@@ -160,7 +141,7 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
     log.info("%s downstream: %d tokens, %d trainable parameters; %d training utterances", task, len(tokens),
              sum(p.numel() for p in params), len(ds))
     opt = build_optimizer(params, conf["optim"])
-    total = int(tr["max_steps"])
+    total = int(tr["max_updates"])
     sched = build_scheduler(opt, conf["scheduler"], total)
     st: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "history": [], "valid": [], "best": None}
     ck_path = os.path.join(out, "checkpoint.pth")
@@ -194,7 +175,7 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
             st["best"] = [st["step"], ver]
             save_atomic(model.downstream_state_dict(), os.path.join(out, "downstream.pth"))
 
-    stop = total if int(tr["stop_steps"]) <= 0 else min(total, int(tr["stop_steps"]))
+    stop = total if int(tr["max_steps"]) <= 0 else min(total, int(tr["max_steps"]))
     prog = Progress(st["step"], stop)
     model.train()
     run_loss, run_n = 0.0, 0

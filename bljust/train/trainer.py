@@ -380,6 +380,8 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
     for key in ("train_data_dir", "token_dir", "output_dir"):
         if not config.get(key) and not (key == "token_dir" and tokenizer is not None):
             raise ConfigError(f"--{key} is required")
+    if config.get("method") == "bilevel" and not config.get("unlab_data_dir"):
+        raise ConfigError("method bilevel needs --unlab_data_dir (unlabeled features)")
     if tokenizer is None:
         from bljust.text.tokenizer import Tokenizer
 

@@ -14,8 +14,8 @@ from bljust.bin import train_tokenizer
 from bljust.features import cmvn as cmvn_lib
 
 TINY = ["--encoder.d_model", "32", "--encoder.num_heads", "2", "--encoder.ffn_dim", "64", "--encoder.num_layers", "1",
-        "--encoder.kernel_size", "3", "--scheduler.warmup_steps", "5", "--batching.batch_bins", "400",
-        "--batching.max_batch_size", "0", "--trainer.max_epoch", "2", "--trainer.log_interval", "1",
+        "--encoder.kernel_size", "3", "--batching.batch_bins", "400",
+        "--batching.max_batch_size", "0", "--trainer.log_interval", "1",
         "--trainer.keep_nbest_models", "2", "--trainer.nbest_average", "2", "--num_threads", "1"]
 BILEVEL = ["--method", "bilevel", "--unsup.name", "cpc", "--unsup.num_steps", "2", "--unsup.num_negatives", "4",
            "--unsup.proj_dim", "8", "--bilevel.n1", "1", "--bilevel.n2", "2", "--bilevel.n3", "1",
@@ -31,16 +31,18 @@ def make_corpus(root: str) -> dict:
     return c
 
 
-def train_args(c: dict, out: str, *extra: str, bilevel: bool = False) -> list:
+def train_args(c: dict, out: str, *extra: str, bilevel: bool = False, unlab: bool = True) -> list:
     args = ["--train_data_dir", c["train"], "--valid_data_dir", c["dev"], "--token_dir", c["tok"],
             "--cmvn", c["cmvn"], "--output_dir", out, *TINY]
-    if bilevel:
-        args += ["--unlab_data_dir", c["unlab"], *BILEVEL]
+    if bilevel:  # (max_epoch and scheduler are the supervised trainer's)
+        args += (["--unlab_data_dir", c["unlab"]] if unlab else []) + BILEVEL
+    else:
+        args += ["--trainer.max_epoch", "2", "--scheduler.warmup_steps", "5"]
     return args + list(extra)
 
 
-def train(c: dict, out: str, *extra: str, bilevel: bool = False) -> int:
-    return train_bin.main(train_args(c, out, *extra, bilevel=bilevel))
+def train(c: dict, out: str, *extra: str, bilevel: bool = False, unlab: bool = True) -> int:
+    return train_bin.main(train_args(c, out, *extra, bilevel=bilevel, unlab=unlab))
 
 
 def copy_exp(src: str, dst: str) -> str:

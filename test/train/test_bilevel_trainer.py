@@ -109,3 +109,36 @@ def test_explore_phase_rounds_checkpoint_without_validating(data):
     assert [("valid_loss" in h) for h in hist] == [False, False, True, True]  # the CTC head is untrained before
     assert log.count("explore phase): checkpoint only") == 2
     assert os.path.exists(f"{out_dir}/model.pth")
+
+
+def test_trainer_grad_clip_is_the_pbgd_clip(data):
+    """One clipping key for every trainer: the bilevel trainer clips every level at trainer.grad_clip."""
+    from train_synth import CharTokenizer
+
+    from bljust.data.dataset import ASRDataset
+    from bljust.nets.asr_model import build_asr_model
+    from bljust.train import distributed as D
+    from bljust.train.bilevel_trainer import BilevelTrainer
+
+    conf = bilevel_config(data, f"{data}/clip")
+    conf["trainer"]["grad_clip"] = 0.25
+    tok = CharTokenizer()
+    train = ASRDataset(f"{data}/train", tok, 7)
+    unlab = ASRDataset(f"{data}/unlab", None, 7, labeled=False)
+    model = build_asr_model(conf, train.feat_dim, tok.vocab_size)
+    os.makedirs(conf["output_dir"])
+    t = BilevelTrainer(conf, model, train, unlab, None, tok, D.DistInfo(), torch.device("cpu"))
+    assert t.pcfg.grad_clip == 0.25
+
+
+def test_bilevel_without_unlabeled_data_is_a_config_error_before_any_output(data):
+    from train_synth import CharTokenizer
+
+    from bljust.train.config import ConfigError
+    from bljust.train.trainer import train
+
+    conf = bilevel_config(data, f"{data}/no_unlab")
+    conf["unlab_data_dir"] = None
+    with pytest.raises(ConfigError, match="method bilevel needs --unlab_data_dir"):
+        train(conf, tokenizer=CharTokenizer())
+    assert not os.path.exists(f"{data}/no_unlab")  # nothing written, no config.yaml to mislead a later run

@@ -183,7 +183,7 @@ def test_ngpu_on_a_machine_without_cuda(world, tmp_path, capfd):
 
 def test_bilevel_without_unlabeled_data(world, tmp_path, capfd):
     capfd.readouterr()
-    assert train(world, str(tmp_path / "exp"), "--method", "bilevel") == 1
+    assert train(world, str(tmp_path / "exp"), bilevel=True, unlab=False) == 1
     line = one_error_line(capfd.readouterr().err)
     assert "--unlab_data_dir" in line
     assert not os.path.exists(tmp_path / "exp" / "config.yaml")
@@ -235,6 +235,6 @@ def test_a_run_from_before_an_option_existed_still_resumes(world, tmp_path):
 
 def test_debug_shows_the_traceback(world, tmp_path, capfd):
     capfd.readouterr()
-    assert train(world, str(tmp_path / "exp"), "--method", "bilevel", "--debug") == 1
+    assert train(world, str(tmp_path / "exp"), "--debug", bilevel=True, unlab=False) == 1
     err = capfd.readouterr().err
     assert "Traceback" in err and "--unlab_data_dir" in err

@@ -1,18 +1,76 @@
-"""Every shipped training config loads (no unknown keys) and builds its model and lower level."""
+"""Every shipped training config loads through the schema, keeps the values it writes, and builds."""
 import glob
 import os
 
 import pytest
+import yaml
 
 from bljust.train.bilevel_trainer import build_unsup_loss, phase_steps
 from bljust.train.config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "egs", "TEMPLATE", "asr1", "conf", "tuning", "*.yaml")))
+ARCH_FILES = ("upstream_tiny.yaml",)  # an upstream architecture (upstream.arch), not a training config
+
+
+def kind_of(path):
+    """The entry point a shipped config is for."""
+    if os.sep + "asr1" + os.sep in path:
+        return "train"
+    name = os.path.basename(path)
+    for prefix, kind in (("ssft_", "ssft"), ("superb_", "superb"), ("pretrain_", "pretrain")):
+        if name.startswith(prefix):
+            return kind
+    return None
+
+
+def every_shipped_yaml():
+    found = set()
+    for pattern in ("egs/*/*/conf/*.yaml", "egs/*/*/conf/tuning/*.yaml"):
+        found.update(os.path.realpath(p) for p in glob.glob(os.path.join(ROOT, pattern)))
+    return sorted(found)
+
+
+SHIPPED = every_shipped_yaml()
 
 
 def test_there_are_configs():
     assert len(CONFIGS) >= 10
+    assert len(SHIPPED) >= 25
+
+
+def test_every_shipped_yaml_is_a_known_kind():
+    unknown = [p for p in SHIPPED if kind_of(p) is None and os.path.basename(p) not in ARCH_FILES]
+    assert not unknown
+
+
+def _leaves(d, path=""):
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "arch":
+            yield from _leaves(v, path + k + ".")
+        else:
+            yield path + k, v
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if kind_of(p)], ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_config_loads_with_the_values_it_writes(path, monkeypatch):
+    """Every key a config writes resolves to that value (nothing dropped, renamed or rounded)."""
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(path)))  # the recipe folder: conf/... paths resolve
+    with open(path, encoding="utf-8") as f:
+        written = dict(_leaves(yaml.safe_load(f)))
+    resolved = dict(_leaves(load_config(path, (), kind_of(path))))
+    assert written
+    for k, v in written.items():
+        assert k in resolved, k
+        assert resolved[k] == v and type(resolved[k]) in (type(v), float), (k, v, resolved[k])
+
+
+def test_upstream_architecture_file_builds():
+    from bljust.train.ssft import load_upstream
+
+    arch = os.path.join(ROOT, "egs", "TEMPLATE", "ssft1", "conf", "upstream_tiny.yaml")
+    up = load_upstream(None, arch)
+    assert up.num_layers == 4 and up.hidden_dim == 96
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)

@@ -56,7 +56,7 @@ def _resume(key, bilevel):
         exp = copy_exp(c[key], f"{tmp}/exp")
         ck = write_hostile(f"{exp}/checkpoint.pth", marker)  # checkpoint.prev.pth stays: it must not be used
         assert os.path.exists(f"{exp}/checkpoint.prev.pth")
-        return ck, train(c, exp, "--trainer.max_epoch", "3", bilevel=bilevel)
+        return ck, train(c, exp, *([] if bilevel else ["--trainer.max_epoch", "3"]), bilevel=bilevel)
     return go
 
 
@@ -94,7 +94,7 @@ def _superb_resume(c, tmp, marker):
     os.makedirs(f"{tmp}/sup")
     ck = write_hostile(f"{tmp}/sup/checkpoint.pth", marker)
     return ck, superb_bin.main(["--train_data_dir", c["wav"], "--output_dir", f"{tmp}/sup", "--upstream.arch",
-                                c["arch"], "--trainer.max_steps", "1", "--model.lstm_dim", "8"])
+                                c["arch"], "--trainer.max_updates", "1", "--model.lstm_dim", "8"])
 
 
 def _superb_decode(c, tmp, marker):
@@ -139,7 +139,7 @@ UPSTREAM_TRAINERS = {
                                        "--trainer.accum_grad", "1", "--trainer.max_seconds", "0.3"],
              ["--head_dim", "8"], "head_dim: 256 -> 8"),
     "superb": (superb_bin, lambda c, out: ["--train_data_dir", c["wav"], "--output_dir", out, "--upstream.arch",
-                                           c["arch"], "--trainer.max_steps", "2", "--trainer.stop_steps", "1",
+                                           c["arch"], "--trainer.max_updates", "2", "--trainer.max_steps", "1",
                                            "--model.lstm_dim", "8"],
                ["--model.lstm_dim", "4"], "model.lstm_dim: 8 -> 4"),
     "pretrain": (pretrain_bin, lambda c, out: ["--train_data_dirs", c["wav"], "--output_dir", out, "--upstream.arch",

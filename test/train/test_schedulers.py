@@ -24,7 +24,7 @@ def test_scheduler_drives_optimizer_and_unknown_names_fail():
         opt.step()
         sch.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)
-    with pytest.raises(ValueError, match="unknown scheduler"):
+    with pytest.raises(ValueError, match="scheduler.name: expected one of warmuplr"):
         lr_lambda({"name": "exotic"}, 10)
-    with pytest.raises(ValueError, match="unknown optimizer"):
+    with pytest.raises(ValueError, match="optim.name: expected one of adam, adamw, sgd, got 'lion'"):
         build_optimizer([p], {"name": "lion"})

@@ -10,8 +10,8 @@ import torch
 
 from bljust.bin import decode_superb as dec_bin
 from bljust.data.wav_dataset import (WavDataset, bucket_batches, build_token_list, text_units, units_to_text)
-from bljust.train.ssft import make_config
-from bljust.train.superb_trainer import DEFAULTS, decode_superb, train_superb
+from bljust.train.config import load_config
+from bljust.train.superb_trainer import decode_superb, train_superb
 from bljust.utils.fileio import read_table
 
 from test_ssft import TINY, make_data_dir  # noqa: E402  (same folder)
@@ -27,12 +27,13 @@ def one_thread():
 
 def superb_conf(data, out, task, **over):
     args = ["--task", task, "--train_data_dir", data, "--valid_data_dir", data, "--output_dir", out,
-            "--optim.lr", "5e-3", "--trainer.max_steps", "12", "--trainer.valid_interval", "6",
-            "--trainer.log_interval", "3", "--model.proj_dim", "16", "--model.lstm_dim", "16",
-            "--batching.max_batch", "4"]
+            "--optim.lr", "5e-3", "--trainer.max_updates", "12", "--trainer.valid_interval", "6",
+            "--trainer.log_interval", "3", "--model.proj_dim", "16", "--batching.max_batch", "4"]
+    if task == "asr":  # the PR head is linear: the LSTM keys would be errors
+        args += ["--model.lstm_dim", "16"]
     for k, v in over.items():
         args += [f"--{k}", str(v)]
-    conf = make_config(DEFAULTS, None, args)
+    conf = load_config(None, args, "superb")
     conf["upstream"]["arch"] = TINY
     return conf
 
@@ -87,9 +88,24 @@ def test_train_decode_score(tmp_path, task, cache):
 def test_beam_decoding_matches_greedy_shape(tmp_path):
     data = make_data_dir(str(tmp_path), n=3)
     out = str(tmp_path / "m")
-    train_superb(superb_conf(data, out, "pr", **{"trainer.max_steps": 2, "trainer.valid_interval": 2}))
+    train_superb(superb_conf(data, out, "pr", **{"trainer.max_updates": 2, "trainer.valid_interval": 2}))
     n = decode_superb(out, data, str(tmp_path / "b"), method="beam", beam_size=3)
     assert n == 3 and len(read_table(str(tmp_path / "b" / "text"), allow_empty_value=True)) == 3
+
+
+def test_max_steps_stops_early_and_max_updates_sets_the_schedule(tmp_path):
+    """trainer.max_steps means "stop early" here as in every trainer; the schedule's length is max_updates."""
+    import torch
+
+    data = make_data_dir(str(tmp_path), n=3)
+    out = str(tmp_path / "m")
+    res = train_superb(superb_conf(data, out, "pr", **{"trainer.max_updates": 4, "trainer.max_steps": 2,
+                                                       "trainer.valid_interval": 2, "scheduler.name": "linear",
+                                                       "scheduler.warmup_steps": 1, "optim.lr": 0.3}))
+    assert res["step"] == 2
+    sched = torch.load(os.path.join(out, "checkpoint.pth"), weights_only=False)["scheduler"]
+    # linear decay over 4 updates: after 2 the lr is 1/3 of the peak (over 2 updates it would be 0)
+    assert sched["_last_lr"][0] == pytest.approx(0.1)
 
 
 def test_summary_table(tmp_path):
