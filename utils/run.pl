@@ -18,12 +18,15 @@
 # Options (before or after JOB=1:N):
 #   --max-jobs-run K   run at most K jobs at once (default: number of CPUs,
 #                      or of GPUs when --gpu is given and nvidia-smi works)
+#                      (the machine's CPUs, nproc --all: OMP_NUM_THREADS does not lower it)
 #   --num-threads N    recorded in the accounting line
 #   --gpu N, --mem X   recorded in the log; nothing is enforced locally
 #   --config F, any other --name value, and -x value: accepted and ignored,
 #                      so a cmd.sh written for queue.pl or slurm.pl works here.
 #
-# On failure run.pl exits 1 and names the failed logs on stderr.
+# On failure run.pl exits 1 and names the failed logs on stderr. On SIGINT, SIGTERM or
+# SIGHUP it sends SIGTERM to every running job's process group, waits up to
+# $BLJUST_RUNPL_KILL_AFTER seconds (default 10), sends SIGKILL to what is left, and exits.
 #
 # queue.pl and slurm.pl load this file for the command-line parsing below;
 # the main program only runs when this file is executed.
@@ -139,7 +142,16 @@ sub run_default_parallelism {
     my @gpus = grep { /^GPU \d+/ } `nvidia-smi -L 2>/dev/null`;
     return scalar @gpus if @gpus;
   }
-  my $n = `nproc 2>/dev/null`;
+  # The machine's CPUs, not OMP_NUM_THREADS: GNU nproc follows that variable, which
+  # path.sh sets to 1 for each job's own threads, and would then run the jobs one by one.
+  my $n = `nproc --all 2>/dev/null`;
+  return $n + 0 if defined $n && $n =~ /^\s*(\d+)\s*$/ && $1 > 0;
+  if (open(my $fh, '<', '/proc/cpuinfo')) {
+    my $c = grep { /^processor\s*:/ } <$fh>;
+    close($fh);
+    return $c if $c > 0;
+  }
+  $n = `sysctl -n hw.ncpu 2>/dev/null`;  # macOS
   return $n + 0 if defined $n && $n =~ /^\s*(\d+)\s*$/ && $1 > 0;
   return 1;
 }
@@ -200,11 +212,31 @@ sub run_main {
     my $st = $?;
     push @failed, $id if $st != 0;
   };
+  # Killing the recipe's process group (Ctrl-C, kill -- -PGID, a closed terminal) reaches
+  # run.pl but not its jobs, which run in process groups of their own: pass the signal on
+  # as TERM, give the jobs a grace period to exit, then KILL what is left, and only then
+  # exit, so that no job keeps writing into an experiment folder after its launcher is gone.
   my $interrupted = sub {
     my ($sig) = @_;
-    kill('TERM', map { -$_ } keys %running);
+    $SIG{$_} = 'IGNORE' for qw(INT TERM HUP);
+    my @groups = map { -$_ } keys %running;
+    kill('TERM', @groups);
+    my $grace = $ENV{BLJUST_RUNPL_KILL_AFTER} // 10;
+    my $deadline = time() + $grace;
+    while (%running && time() < $deadline) {
+      my $pid = waitpid(-1, POSIX::WNOHANG());
+      if ($pid > 0) { delete $running{$pid}; } else { select(undef, undef, undef, 0.05); }
+    }
+    if (%running) {
+      kill('KILL', map { -$_ } keys %running);
+      print STDERR "run.pl: " . scalar(keys %running) . " job(s) ignored SIGTERM for ${grace}s; killed\n";
+    }
     1 while waitpid(-1, 0) > 0;
     print STDERR "run.pl: got SIG$sig, stopped the running jobs\n";
+    # Die of the same signal, so that a calling shell script stops too (bash carries on
+    # after a child that merely exited 130 on Ctrl-C).
+    $SIG{$sig} = 'DEFAULT';
+    kill($sig, $$);
     exit($sig eq 'INT' ? 130 : 143);
   };
   local $SIG{INT} = $interrupted;

@@ -288,3 +288,73 @@ def test_recipe_template_conf_files_parse(tmp_path, fake_sched, sched):
         assert "16G" in " ".join(argv) and "4" in argv
         if sched is SLURM:
             assert "--array=1-2%3" in argv and ("--gres=gpu:2" in argv) == (gpu == "2")
+
+
+# ---------------------------------------------------------------- run.pl: CPUs and signals
+
+def test_run_default_parallelism_ignores_omp_num_threads(tmp_path):
+    """path.sh sets OMP_NUM_THREADS=1 for each job; run.pl must still use every CPU."""
+    ncpu = os.cpu_count() or 1
+    if ncpu < 2:
+        pytest.skip("needs a machine with at least 2 CPUs")
+    stamp = "for i in 1 2 3 4 5; do date +%s.%N >> t.JOB; sleep 0.1; done"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = launch("run.pl", "JOB=1:2", "log/x.JOB.log", "bash", "-c", stamp, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    spans = [[float(x) for x in (tmp_path / f"t.{i}").read_text().split()] for i in (1, 2)]
+    # the two jobs' runs overlap in time: they ran side by side, not one after the other
+    assert spans[0][0] < spans[1][-1] and spans[1][0] < spans[0][-1], spans
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) is gone for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def _start_recipe_like(tmp_path: Path, job: str, env: dict | None = None):
+    """A run.sh stand-in in its own session calling run.pl; returns (process, pids of the jobs' payload)."""
+    script = tmp_path / "runner.sh"
+    script.write_text(f"#!/usr/bin/env bash\n{UTILS / 'run.pl'} JOB=1:2 log/x.JOB.log {job}\necho after\n")
+    script.chmod(0o755)
+    proc = subprocess.Popen([str(script)], cwd=tmp_path, start_new_session=True, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pids = [int(p.read_text()) for p in tmp_path.glob("pid.*") if p.read_text().strip()]
+        if len(pids) == 2:
+            return proc, pids
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the fake jobs did not start")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_killing_the_recipe_process_group_stops_run_pl_jobs(tmp_path, sig):
+    proc, pids = _start_recipe_like(tmp_path, "bash -c 'echo $$ > pid.JOB; exec sleep 60'")
+    assert all(_alive(p) for p in pids)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids), "a job outlived its launcher"
+    assert "stopped the running jobs" in err
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
+    env = dict(os.environ, BLJUST_RUNPL_KILL_AFTER="1")
+    job = "bash -c 'trap \"\" TERM; echo $$ > pid.JOB; while true; do sleep 0.1; done'"
+    proc, pids = _start_recipe_like(tmp_path, job, env=env)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10
+    time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
+    assert "ignored SIGTERM" in err
