@@ -6,8 +6,12 @@
 # "--first N <srcdir> <destdir>" (number right after the flag) works too.
 # Resolve symlinks (recipes link utils/ here) so the repo root is found from the real file.
 here=$(cd -P "$(dirname "$(readlink -f "${BASH_SOURCE[0]}" 2>/dev/null || echo "${BASH_SOURCE[0]}")")" && pwd)
-py=python  # the venv's when path.sh has run; else the repo's own venv
-"$py" -c "import bljust" 2>/dev/null || py="$here/../tools/venv/bin/python"
+# The project's own venv and package, found from this script's real location: never
+# whatever `python` comes first on PATH (from the repository root a system python would
+# import bljust from the current folder and miss its dependencies).
+py="$here/../tools/venv/bin/python"
+[ -x "$py" ] || py=python3  # no venv: bljust installed into the python on PATH
+export PYTHONPATH="$here/..${PYTHONPATH:+:${PYTHONPATH}}"
 mode=num; num=; list=()
 while [ $# -gt 0 ]; do
   case "$1" in

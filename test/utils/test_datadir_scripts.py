@@ -158,3 +158,34 @@ def test_speed_perturbed_audio_plays_at_the_new_length(tmp_path):
     assert r.returncode == 0, r.stderr
     for line in read(tmp_path / "sp", "utt2dur"):
         assert abs(float(line.split()[1]) - 1 / 0.9) < 0.01, line
+
+
+@pytest.mark.parametrize("where", ["repo_root", "elsewhere", "recipe_link"])
+def test_scripts_use_the_projects_python_from_any_folder(tmp_path, where):
+    """Without path.sh, and with a broken `python`/`python3` first on PATH, utils/*.sh still work."""
+    d = make_dir(str(tmp_path / "data" / "x"))
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    # stands for a system python that imports bljust from the current folder but lacks its dependencies
+    body = ('#!/bin/sh\n[ "$1" = -c ] && [ "$2" = "import bljust" ] && exit 0\n'
+            "echo \"wrong python: ModuleNotFoundError: No module named 'typeguard'\" >&2\nexit 1\n")
+    for name in ("python", "python3"):
+        (fake / name).write_text(body)
+        (fake / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    script = os.path.join(UTILS, "validate_data_dir.sh")
+    cwd = {"repo_root": ROOT, "elsewhere": str(tmp_path)}.get(where)
+    if where == "recipe_link":  # a recipe folder with utils -> the repository's utils
+        cwd = str(tmp_path / "recipe")
+        os.makedirs(cwd)
+        os.symlink(UTILS, os.path.join(cwd, "utils"))
+        script = "utils/validate_data_dir.sh"
+    p = subprocess.run([script, "--no-feats", "--no-wav", d], cwd=cwd, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "wrong python" not in p.stderr
+    p = subprocess.run([os.path.join(UTILS, "split_data.sh"), d, "2"], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert os.path.isfile(os.path.join(d, "split2", "1", "utt2spk"))
