@@ -1,9 +1,12 @@
-"""CMVN statistics of a feats.scp in Kaldi's 2 x (D+1) format.
+"""CMVN statistics of a feats.scp in Kaldi's 2 x (D+1) format, and speaker/utterance CMVN.
 
 Global (what the trainer's --cmvn reads):
   python -m bljust.bin.compute_cmvn --feats_scp dump/fbank/train/feats.scp --out dump/fbank/train/cmvn.ark
 Per speaker (ark + scp keyed by speaker):
   python -m bljust.bin.compute_cmvn --feats_scp F --utt2spk data/train/utt2spk --out cmvn_spk.ark --out_scp cmvn_spk.scp
+Per speaker or per utterance, and the features normalised with them (Kaldi's apply-cmvn):
+  python -m bljust.bin.compute_cmvn --cmvn_type speaker --feats_scp D/feats_raw.scp --utt2spk D/utt2spk \
+      --out D/cmvn_speaker.ark --apply_ark D/data/feats_cmvn.ark --apply_scp D/feats.scp
 """
 from __future__ import annotations
 
@@ -13,17 +16,21 @@ import os
 import sys
 from typing import List, Optional
 
-from bljust.features.cmvn import compute_stats, write_global, write_per_key
-from bljust.utils.fileio import FormatError
+from bljust.features.cmvn import CMVN_TYPES, apply_per_key, compute_stats, write_global, write_per_key
+from bljust.utils.fileio import FormatError, read_table
 from bljust.utils.log import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--feats_scp", required=True)
-    p.add_argument("--out", required=True, help="output stats (global: one matrix; per speaker: an ark)")
-    p.add_argument("--utt2spk", help="compute per-speaker stats keyed by speaker")
-    p.add_argument("--out_scp", help="scp for per-speaker stats (default: --out with .scp)")
+    p.add_argument("--out", required=True, help="output stats (global: one matrix; per speaker/utterance: an ark)")
+    p.add_argument("--cmvn_type", choices=CMVN_TYPES,
+                   help="default: speaker when --utt2spk is given, else global")
+    p.add_argument("--utt2spk", help="speaker of each utterance (for --cmvn_type speaker)")
+    p.add_argument("--out_scp", help="scp for per-key stats (default: --out with .scp)")
+    p.add_argument("--apply_ark", help="write the features normalised with the per-key stats to this ark")
+    p.add_argument("--apply_scp", help="... and their scp (with --apply_ark)")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -31,17 +38,39 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
+    kind = args.cmvn_type or ("speaker" if args.utt2spk else "global")
     try:
         if not os.path.isfile(args.feats_scp):
             raise FileNotFoundError(f"feats scp not found: {args.feats_scp}")
-        stats = compute_stats(args.feats_scp, args.utt2spk)
-        if args.utt2spk:
-            scp = args.out_scp or os.path.splitext(args.out)[0] + ".scp"
-            write_per_key(args.out, scp, stats)
-            logging.info("wrote stats of %d speakers to %s (%s)", len(stats), args.out, scp)
-        else:
-            write_global(args.out, stats["global"])
+        if kind == "speaker" and not args.utt2spk:
+            raise ValueError("--cmvn_type speaker needs --utt2spk")
+        if bool(args.apply_ark) != bool(args.apply_scp):
+            raise ValueError("--apply_ark and --apply_scp go together")
+        if args.apply_ark and kind == "global":
+            raise ValueError("global CMVN is applied inside the model; --apply_ark is for speaker or utterance CMVN")
+        if kind == "global":
+            write_global(args.out, compute_stats(args.feats_scp)["global"])
             logging.info("wrote global stats to %s", args.out)
+            return 0
+        if kind == "speaker":
+            key_of = read_table(args.utt2spk)
+        else:  # every utterance its own key
+            key_of = {k: k for k in read_table(args.feats_scp)}
+        utt2key = os.path.join(os.path.dirname(os.path.abspath(args.out)), ".utt2key") if kind == "utterance" else None
+        if utt2key:
+            with open(utt2key, "w", encoding="utf-8") as f:
+                f.writelines(f"{k} {k}\n" for k in sorted(key_of, key=lambda s: s.encode("utf-8")))
+        try:
+            stats = compute_stats(args.feats_scp, utt2key or args.utt2spk)
+        finally:
+            if utt2key and os.path.exists(utt2key):
+                os.unlink(utt2key)
+        scp = args.out_scp or os.path.splitext(args.out)[0] + ".scp"
+        write_per_key(args.out, scp, stats)
+        logging.info("wrote %s stats of %d %ss to %s (%s)", kind, len(stats), kind, args.out, scp)
+        if args.apply_ark:
+            n = apply_per_key(args.feats_scp, args.apply_ark, args.apply_scp, stats, key_of)
+            logging.info("normalised %d utterances with their %s's stats into %s", n, kind, args.apply_scp)
         return 0
     except (FormatError, ValueError, OSError) as e:
         logging.error("%s", e)

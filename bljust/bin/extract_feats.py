@@ -6,9 +6,10 @@ One job (what `${cmd} JOB=1:${nj}` runs) writes <out_dir>/<name>.{ark,scp} (+ .d
       --out_dir dump/fbank/train/data --name feats.JOB
 (or --ark A --scp S for explicit paths), or, without a split data dir, job J of N:
   python -m bljust.bin.extract_feats --data_dir data/train --out_dir dump/fbank/train/data --job J --nj N
-Then join the jobs into --dest (feats.scp, utt2num_frames, feat_dim, failed, and the
-text/utt2spk/spk2utt of the utterances with features); every utterance of the data dir
-must have features or a recorded reason:
+Then join the jobs into --dest (feats.scp, utt2num_frames, feat_dim, failed, feats_conf.yaml
+and the text/utt2spk/spk2utt of the utterances with features); every utterance of the data
+dir must have features or a recorded reason, and a set with no features or more than
+--max_fail_ratio failed is an error that lists the reasons:
   python -m bljust.bin.extract_feats --merge --data_dir data/train --out_dir dump/fbank/train/data \
       --nj 4 --dest dump/fbank/train
 """
@@ -24,8 +25,9 @@ import torch
 import yaml
 
 from bljust.features.audio import utterance_ids
-from bljust.features.extract import FeatureError, extract_job, merge_jobs, split_ids
-from bljust.features.fbank import FbankOptions
+from bljust.features.cmvn import CMVN_TYPES
+from bljust.features.extract import FEATS_CONF, FeatureError, extract_job, merge_jobs, split_ids, write_feats_conf
+from bljust.features.fbank import FbankOptions, default_options, mel_filter_warning
 from bljust.utils.fileio import FormatError
 from bljust.utils.lock import LockError, hold, hold_dir
 from bljust.utils.log import setup_logging
@@ -54,20 +56,30 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--fs", type=int, default=16000, help="expected sample rate")
     p.add_argument("--resample", type=str2bool, default=False, help="resample other rates to --fs instead of failing")
     p.add_argument("--strict", type=str2bool, default=False, help="fail on the first bad utterance instead of skipping")
+    p.add_argument("--max_fail_ratio", type=float, default=0.05,
+                   help="with --merge: fail (and write nothing) when more of the set's utterances failed")
+    p.add_argument("--cmvn_type", default="global", choices=CMVN_TYPES,
+                   help="with --merge: the CMVN the recipe applies, recorded in <dest>/" + FEATS_CONF)
     p.add_argument("--num_threads", type=int, default=1, help="torch threads (jobs run in parallel: keep 1)")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
 
 def _opts(args) -> FbankOptions:
-    conf = {}
+    conf = default_options(args.fs)
     if args.fbank_conf:
         with open(args.fbank_conf, encoding="utf-8") as f:
             conf = yaml.safe_load(f) or {}
         if not isinstance(conf, dict):
             raise ValueError(f"{args.fbank_conf}: expected a mapping of fbank options")
-    conf.setdefault("sample_rate", args.fs)
-    return FbankOptions.from_dict(conf)
+        conf.setdefault("sample_rate", args.fs)
+        if conf["sample_rate"] != args.fs:
+            raise ValueError(f"{args.fbank_conf}: sample_rate {conf['sample_rate']} differs from --fs {args.fs}")
+    opts = FbankOptions.from_dict(conf)
+    warning = mel_filter_warning(opts)
+    if warning:
+        logging.warning("%s", warning)
+    return opts
 
 
 def _job_scp(out_dir: str, job: int) -> str:
@@ -82,9 +94,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.merge:
             if not (args.out_dir and args.nj):
                 raise ValueError("--merge needs --out_dir and --nj")
-            with hold_dir(args.dest or args.out_dir, "merging features"):
-                merge_jobs(args.data_dir, args.dest or args.out_dir,
-                           [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)])
+            dest = args.dest or args.out_dir
+            opts = _opts(args)
+            with hold_dir(dest, "merging features"):
+                merge_jobs(args.data_dir, dest, [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)],
+                           max_fail_ratio=args.max_fail_ratio)
+                write_feats_conf(dest, opts, args.resample, args.cmvn_type)
             return 0
         opts = _opts(args)
         only = None

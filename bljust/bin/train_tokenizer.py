@@ -3,7 +3,8 @@
   python -m bljust.bin.train_tokenizer --text data/train/text --token_type bpe --bpemode unigram \
       --nbpe 300 --out_dir data/token_list/bpe_unigram300
   python -m bljust.bin.train_tokenizer --text data/train/text --token_type char --out_dir data/token_list/char
-tokens.txt lists <blank>, <unk>, then the model's pieces. The same text and options give
+tokens.txt lists <blank>, <unk>, then the model's pieces. --report_texts logs, per text file,
+the words and characters the model turns into <unk> (counts and examples). The same text and options give
 the same model bytes; an output whose recorded inputs match is kept (skipped).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import List, Optional
 import sentencepiece as spm
 from typeguard import typechecked
 
+from bljust.text.coverage import report_coverage
 from bljust.text.token_list import BLANK, UNK
 from bljust.utils.fileio import FormatError, atomic_write, iter_table
 from bljust.utils.log import setup_logging
@@ -90,6 +92,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--bpemode", default="unigram", choices=["unigram", "bpe"])
     p.add_argument("--nbpe", type=int, default=300)
     p.add_argument("--character_coverage", type=float, default=1.0)
+    p.add_argument("--report_texts", nargs="*", default=[],
+                   help="text files whose coverage (words/characters that become <unk>) is logged")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -99,6 +103,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(args.verbose)
     try:
         train_tokenizer(args.text, args.out_dir, args.token_type, args.bpemode, args.nbpe, args.character_coverage)
+        if args.report_texts:
+            sp = spm.SentencePieceProcessor(model_file=os.path.join(args.out_dir, "bpe.model"))
+            report_coverage(sp, [(os.path.dirname(t) or t, t) for t in args.report_texts])
         return 0
     except (FormatError, ValueError, OSError, RuntimeError) as e:
         logging.error("%s", e)

@@ -29,6 +29,31 @@ class AudioError(Exception):
     """Audio of one recording could not be read; the message says why."""
 
 
+def _check_wav_length(path: str) -> None:
+    """A RIFF/WAVE file whose data chunk promises more bytes than the file holds is truncated.
+
+    Both readers would return the samples that are there without a word (libsndfile even
+    corrects its frame count), so a cut-off copy would silently become a shorter utterance.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                have = os.path.getsize(path) - f.tell()
+                # 0 and 0xFFFFFFFF-ish sizes are the "unknown length" of streamed writers
+                if 0 < size < 0xFFFFF000 and have < size:
+                    raise AudioError(f"{path}: truncated WAV: the header promises {size} bytes of samples, "
+                                     f"the file holds {have}")
+                return
+            f.seek(size + (size & 1), 1)
+
+
 def _decode_wav_pcm16(path: str) -> Optional[Tuple[np.ndarray, int]]:
     """Plain 16-bit PCM WAV through the standard library: ~3x faster than libsndfile for the common case.
 
@@ -86,6 +111,7 @@ def read_audio(spec: str) -> Tuple[np.ndarray, int]:
         raise AudioError(f"audio file not found: {spec}")
     if os.path.getsize(spec) == 0:
         raise AudioError(f"audio file is empty (0 bytes): {spec}")
+    _check_wav_length(spec)
     got = _decode_wav_pcm16(spec) if spec.lower().endswith(".wav") else None
     x, rate = got if got is not None else _decode(spec, spec)
     if x.size == 0:
@@ -149,7 +175,8 @@ def iter_utterances(data_dir: str, fs: int = 16000, allow_resample: bool = False
         x, rate = read_audio(wav[rec])
         if rate != fs:
             if not allow_resample:
-                raise AudioError(f"sample rate {rate} Hz, expected {fs} Hz (set --resample true to convert)")
+                raise AudioError(f"sample rate {rate} Hz, expected {fs} Hz (run asr.sh with --fs {rate}, or with "
+                                 f"--resample true to convert to {fs} Hz)")
             x = resample(x, rate, fs)
         return x
 

@@ -1,5 +1,14 @@
 """CMVN statistics in Kaldi's format and the mean / inverse std the trainer normalises with.
 
+Three kinds, as Kaldi and ESPnet users know them (asr.sh --cmvn_type):
+  global     one set of stats over the training set, applied inside the model (default);
+  speaker    each speaker's features normalised with that speaker's own stats (Kaldi's
+             apply-cmvn --utt2spk), at feature extraction, for every set alike;
+  utterance  each utterance normalised with its own stats.
+Speaker and utterance CMVN are applied to the dumped features, so training and decoding
+read the same normalised features; the model's global stats then come out near
+identity and change little.
+
 A stats matrix is 2 x (D+1) float64: row 0 holds the per-dimension sums and the
 frame count in its last column, row 1 the sums of squares (last column 0).
 """
@@ -64,6 +73,30 @@ def write_per_key(ark: str, scp: str, stats: Dict[str, np.ndarray]) -> None:
             rows.append((key, f"{ark}:{f.tell()}"))
             kaldiio.save_mat(f, stats[key])
     write_table(scp, rows)
+
+
+CMVN_TYPES = ("global", "speaker", "utterance")
+
+
+@typechecked
+def apply_per_key(feats_scp: str, out_ark: str, out_scp: str, stats: Dict[str, np.ndarray],
+                  key_of: Dict[str, str], std_floor: float = 1e-3) -> int:
+    """Writes every matrix of feats_scp normalised with stats[key_of[utt]] to out_ark/out_scp.
+
+    The ark is written under a temporary name and renamed, then the scp; returns the count.
+    """
+    rows = []
+    norm = {k: stats_to_mean_istd(v, std_floor) for k, v in stats.items()}
+    with atomic_write(out_ark, "wb", encoding=None) as f:
+        for utt, mat in kaldiio.load_scp_sequential(feats_scp):
+            if utt not in key_of or key_of[utt] not in norm:
+                raise ValueError(f"utterance '{utt}' of {feats_scp} has no CMVN stats")
+            mean, istd = norm[key_of[utt]]
+            f.write(utt.encode("utf-8") + b" ")
+            rows.append((utt, f"{out_ark}:{f.tell()}"))
+            kaldiio.save_mat(f, apply_cmvn(np.asarray(mat, np.float32), mean, istd).astype(np.float32))
+    write_table(out_scp, rows)
+    return len(rows)
 
 
 def stats_to_mean_istd(stats: np.ndarray, std_floor: float = 1e-3) -> Tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ from typeguard import typechecked
 from bljust.features.audio import iter_utterances, utterance_ids
 from bljust.features.fbank import Fbank, FbankOptions, num_frames
 from bljust.utils.fileio import atomic_write, iter_table, write_table
+from bljust.utils.stamp import audio_stat_sha1
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ def _fingerprint(data_dir: str, opts: FbankOptions, fs: int, allow_resample: boo
         if os.path.isfile(p):
             with open(p, "rb") as f:
                 h.update(name.encode() + b"\0" + f.read())
+    wav_scp = os.path.join(data_dir, "wav.scp")
+    if os.path.isfile(wav_scp):  # a restored or re-recorded audio file changes its size or mtime
+        h.update(audio_stat_sha1(wav_scp).encode())
     h.update(json.dumps([dataclasses.asdict(opts), fs, allow_resample, sorted(only or [])]).encode())
     return h.hexdigest()
 
@@ -162,6 +166,38 @@ def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] 
     return summary
 
 
+# The feature setup of a dump folder, beside its feats.scp and CMVN stats: what a model
+# trained on it must be fed at decoding time.
+FEATS_CONF = "feats_conf.yaml"
+
+
+def write_feats_conf(out_dir: str, opts: FbankOptions, resample: bool, cmvn_type: str) -> Dict:
+    """Writes <out_dir>/feats_conf.yaml: fbank options, sample rate, resampling and the CMVN type."""
+    import yaml
+
+    conf = {"feature": "fbank", "fs": opts.sample_rate, "resample": resample, "feat_dim": opts.feat_dim,
+            "cmvn_type": cmvn_type, "fbank": dataclasses.asdict(opts)}
+    if cmvn_type != "global":
+        conf["cmvn_stats"] = f"cmvn_{cmvn_type}.ark"
+    with atomic_write(os.path.join(out_dir, FEATS_CONF)) as f:
+        yaml.safe_dump(conf, f, sort_keys=False)
+    return conf
+
+
+def read_feats_conf(feats_dir: str) -> Optional[Dict]:
+    """The feats_conf.yaml of a dump folder, or None where there is none (older dumps)."""
+    import yaml
+
+    path = os.path.join(feats_dir, FEATS_CONF)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        conf = yaml.safe_load(f)
+    if not isinstance(conf, dict):
+        raise ValueError(f"{path}: expected a mapping")
+    return conf
+
+
 def split_ids(ids: List[str], job: int, nj: int) -> Set[str]:
     """The contiguous share of `ids` (in C order) that job `job` of `nj` (1-based) takes."""
     ids = sorted(set(ids), key=lambda s: s.encode("utf-8"))
@@ -169,7 +205,8 @@ def split_ids(ids: List[str], job: int, nj: int) -> Set[str]:
 
 
 @typechecked
-def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool = True) -> Dict:
+def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool = True,
+               max_fail_ratio: float = 1.0) -> Dict:
     """Joins job outputs into out_dir/{feats.scp, utt2num_frames, feat_dim, failed}.
 
     With `copy_tables`, text, text.phn and utt2spk of `data_dir` are copied next to them,
@@ -177,7 +214,10 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
     a consistent data directory with feats.scp in place of wav.scp.
 
     Every utterance of `data_dir` must have features or a recorded reason; any job
-    without its done-marker, or an utterance with neither, is an error.
+    without its done-marker, or an utterance with neither, is an error. Utterances that
+    `text` or `utt2spk` name but wav.scp (or segments) does not are failures too. A set
+    with no features at all, or with more than `max_fail_ratio` of its utterances failed,
+    raises FeatureError listing the reasons, and nothing is written.
     """
     feats: Dict[str, str] = {}
     nframes: Dict[str, str] = {}
@@ -198,10 +238,17 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
             failed[k] = v
     if len(dims) > 1:
         raise FeatureError(f"jobs disagree on the feature dimension: {sorted(dims)}")
-    missing = [u for u in utterance_ids(data_dir) if u not in feats and u not in failed]
+    ids = utterance_ids(data_dir)
+    missing = [u for u in ids if u not in feats and u not in failed]
     if missing:
         raise FeatureError(f"{len(missing)} utterance(s) of {data_dir} have neither features nor a recorded reason "
                            f"(first: {', '.join(missing[:5])}); were all jobs run?")
+    failed.update(lost_utterances(data_dir, set(ids)))
+    total = len(feats) + len(failed)
+    if not feats or len(failed) > max_fail_ratio * total:
+        what = "no utterance has features" if not feats else (
+            f"{len(failed)} of {total} utterances failed, more than --max_fail_ratio {max_fail_ratio:g}")
+        raise FeatureError(f"{data_dir}: {what}; nothing written. Reasons:\n" + describe_failures(failed))
     write_table(os.path.join(out_dir, "feats.scp"), feats)
     write_table(os.path.join(out_dir, "utt2num_frames"), nframes)
     write_table(os.path.join(out_dir, "failed"), failed)
@@ -214,6 +261,39 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
                     os.path.join(out_dir, "failed"))
     log.info("merged %d jobs: %d utterances into %s", len(scps), len(feats), os.path.join(out_dir, "feats.scp"))
     return {"num_utts": len(feats), "num_failed": len(failed)}
+
+
+def lost_utterances(data_dir: str, ids: Set[str]) -> Dict[str, str]:
+    """Utterances that text or utt2spk name but the audio tables (wav.scp or segments) do not."""
+    audio = "segments" if os.path.isfile(os.path.join(data_dir, "segments")) else "wav.scp"
+    lost: Dict[str, str] = {}
+    for name in ("text", "utt2spk"):
+        path = os.path.join(data_dir, name)
+        if os.path.isfile(path):
+            for k, _, _ in iter_table(path, allow_empty_value=(name == "text")):
+                if k not in ids and k not in lost:
+                    lost[k] = f"in {name} but not in {audio}"
+    if lost:
+        log.warning("%d utterance(s) of %s are in text/utt2spk but not in %s (e.g. %s); counted as failed",
+                    len(lost), data_dir, audio, ", ".join(sorted(lost)[:3]))
+    return lost
+
+
+def describe_failures(failed: Dict[str, str], examples: int = 3, groups: int = 10) -> str:
+    """Failures grouped by kind of reason (paths and numbers stripped), with counts and examples."""
+    import re
+
+    kinds: Dict[str, List[str]] = {}
+    for utt in sorted(failed):
+        kind = re.sub(r"\S*/\S*|'[^']*'|\d+(\.\d+)?", "_", failed[utt])
+        kinds.setdefault(kind, []).append(utt)
+    lines = []
+    for kind, utts in sorted(kinds.items(), key=lambda kv: -len(kv[1]))[:groups]:
+        eg = "; ".join(f"{u}: {failed[u]}" for u in utts[:examples])
+        lines.append(f"  {len(utts)} x {eg}" + (" ..." if len(utts) > examples else ""))
+    if len(kinds) > groups:
+        lines.append(f"  ... and {len(kinds) - groups} other kinds of failure")
+    return "\n".join(lines)
 
 
 def _copy_tables(data_dir: str, out_dir: str, keep: Set[str]) -> None:

@@ -136,6 +136,40 @@ def mel_matrix(opts: FbankOptions) -> np.ndarray:
     return out
 
 
+def narrow_mel_filters(opts: FbankOptions) -> Tuple[int, int]:
+    """(filters covering no FFT bin, filters covering at most one) at these options."""
+    width = (mel_matrix(opts) > 0).sum(axis=0)
+    return int((width == 0).sum()), int((width <= 1).sum())
+
+
+def mel_filter_warning(opts: FbankOptions) -> Optional[str]:
+    """A warning when the mel filters degenerate (too many bins for the FFT resolution), else None.
+
+    At 16 kHz with 80 bins a handful of the lowest filters cover one FFT bin, which is the
+    common setup and harmless; at 8 kHz the same 80 bins leave 14 filters on single bins
+    (duplicated, highly correlated features): fewer bins are the fix, as Kaldi's 8 kHz
+    recipes use (23-40).
+    """
+    empty, single = narrow_mel_filters(opts)
+    if empty == 0 and single <= 0.1 * opts.num_mel_bins:
+        return None
+    spacing = opts.sample_rate / opts.padded_window_size
+    return (f"{single} of {opts.num_mel_bins} mel filters ({empty} empty) cover at most one FFT bin at "
+            f"{opts.sample_rate} Hz ({spacing:.1f} Hz per bin): use fewer num_mel_bins (e.g. 40 at 8 kHz, "
+            f"the default there without --fbank_conf) or a longer frame_length_ms")
+
+
+def default_options(fs: int) -> Dict:
+    """Fbank options for a sample rate when no fbank config is given.
+
+    80 bins (ESPnet's default) above 8 kHz; at 8 kHz and below, 40 bins up to 200 Hz
+    under Nyquist, as Kaldi's 8 kHz (telephone) recipes use.
+    """
+    if fs <= 8000:
+        return {"sample_rate": fs, "num_mel_bins": 40, "high_freq": -200.0}
+    return {"sample_rate": fs}
+
+
 def _band_groups(mel: np.ndarray, num_groups: int) -> List[Tuple[int, int, int, int, torch.Tensor]]:
     """Splits the banded filter matrix into blocks (filters b0:b1 need only FFT bins k0:k1).
 

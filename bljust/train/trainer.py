@@ -376,6 +376,21 @@ def check_device(config: Dict[str, Any]) -> None:
         raise ConfigError(f"--ngpu {ngpu}, but only {torch.cuda.device_count()} CUDA device(s) are visible")
 
 
+def _log_data_setup(config: Dict[str, Any], tokenizer: Any) -> None:
+    """One line each: the feature setup of the training dump, and what the tokenizer turns into <unk>."""
+    from bljust.features.extract import FEATS_CONF, read_feats_conf
+    from bljust.text.coverage import report_coverage
+
+    fc = read_feats_conf(config["train_data_dir"])
+    if fc:
+        logger.info("features: %s, %s dims at %s Hz, %s CMVN (%s)", fc.get("feature"), fc.get("feat_dim"),
+                    fc.get("fs"), fc.get("cmvn_type"), os.path.join(config["train_data_dir"], FEATS_CONF))
+    texts = [(f"{k.replace('_data_dir', '')} set {config[k]}", os.path.join(config[k], "text"))
+             for k in ("train_data_dir", "valid_data_dir") if config.get(k)]
+    if getattr(tokenizer, "sp", None) is not None:
+        report_coverage(tokenizer.sp, [(n, t) for n, t in texts if os.path.isfile(t)])
+
+
 def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: torch.device, resume: bool = True) -> None:
     for key in ("train_data_dir", "token_dir", "output_dir"):
         if not config.get(key) and not (key == "token_dir" and tokenizer is not None):
@@ -391,6 +406,8 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
     shortest = max(int(bc.get("min_frames", 0)), min_input_frames(int((config.get("encoder") or {}).get("subsampling", 4))))
     train_set = ASRDataset(config["train_data_dir"], tokenizer, shortest, int(bc.get("max_frames", 0)))
     valid_set = ASRDataset(config["valid_data_dir"], tokenizer, shortest) if config.get("valid_data_dir") else None
+    if dist.is_master:
+        _log_data_setup(config, tokenizer)
     mean = istd = None
     if config.get("cmvn"):
         from bljust.features.cmvn import read_global_cmvn

@@ -9,13 +9,20 @@
 # Stages:
 #   1  data preparation                local/data.sh -> data/<set>
 #   2  speed perturbation (optional)   data/<train>_sp
-#   3  fbank features + global CMVN    dump/fbank/org/<set>
+#   3  fbank features + CMVN           dump/fbank/org/<set>
 #   4  filtering (short/long/empty)    dump/fbank/<set> (training and validation sets only)
 #   5  tokenizer and token list        data/token_list/<tag>
 #   6  training                        exp/asr_<tag>
 #   7  decoding                        exp/asr_<tag>/decode_<inference_tag>/<set>
 #   8  scoring with sclite             .../score_{wer,cer,ter}/result.txt, exp/RESULTS.md
 #   9  comparison (optional)           exp/compare/p<passes>/<config>, exp/compare/RESULTS.md
+#
+# A stage that is run again skips what is done. Stage 3's marker (dump/fbank/org/<set>/.done)
+# and stage 5's (data/token_list/<tag>/train_tokenizer.json) record what they were computed
+# from (the data dir's tables by content, the audio files by size and mtime, the options),
+# so changed inputs or options rerun them; stage 4 always reruns (it is cheap), stage 7
+# redoes a set when the model changed. To force a stage, pass --force_stage N (or "3 5"),
+# or delete its marker.
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (asr.sh:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2; }
@@ -26,6 +33,7 @@ run_args=$(printf '%q ' "$0" "$@")
 # General
 stage=1                 # first stage to run
 stop_stage=8            # last stage to run (9, the comparison, runs when asked for)
+force_stage=            # stages to redo even when their markers say done, e.g. 3 or "3 5"
 nj=4                    # parallel jobs for data and feature stages
 inference_nj=4          # parallel jobs for decoding
 ngpu=0                  # GPUs for training (0: CPU)
@@ -43,8 +51,11 @@ test_sets=              # sets to decode and score
 speed_perturb_factors=  # e.g. "0.9 1.0 1.1" (empty: none)
 
 # Features
-fs=16000
-fbank_conf=             # YAML of fbank options (default: 80 bins, 25 ms / 10 ms)
+fs=16000                # sample rate of the features; audio at another rate fails unless --resample true
+resample=false          # true: convert audio at other rates to --fs (false: such utterances fail, with the reason)
+fbank_conf=             # YAML of fbank options (default: 80 bins, 25 ms / 10 ms; at 8 kHz 40 bins up to 3.8 kHz)
+cmvn_type=global        # global (in the model), speaker or utterance (applied to the dumped features)
+max_fail_ratio=0.05     # stage 3 fails (no marker) when more of a set's utterances cannot be read
 min_frames=             # drop shorter utterances (default: what the encoder's subsampling needs)
 max_frames=3000         # drop longer utterances (10 ms frames)
 subsampling=4           # encoder subsampling factor, for the default of min_frames
@@ -78,7 +89,8 @@ score_opts=             # extra options for bljust.bin.score (a set's stm and gl
 
 help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets \"<sets>\" --asr_config <yaml> [options]
 Runs stages ${stage}..${stop_stage} of the bljust ASR recipe; see the top of this file for the stages
-and every option's default. Common: --stage N --stop_stage N --nj N --ngpu N."
+and every option's default. Common: --stage N --stop_stage N --nj N --ngpu N --fs 8000 --resample true
+--cmvn_type global|speaker|utterance. Done stages are skipped; --force_stage N (or \"3 5\") redoes them."
 
 . ./path.sh
 . ./cmd.sh
@@ -86,9 +98,22 @@ and every option's default. Common: --stage N --stop_stage N --nj N --ngpu N."
 
 [ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 2; }
 last_stage=9
+for _opt in stage stop_stage; do
+  [[ ${!_opt} =~ ^[0-9]+$ ]] || { log "--${_opt} must be a stage number (1..${last_stage}), got '${!_opt}'"; exit 2; }
+done
+for _s in ${force_stage}; do
+  [[ ${_s} =~ ^[0-9]+$ ]] || { log "--force_stage takes stage numbers, got '${force_stage}'"; exit 2; }
+done
+case "${resample}" in true|false) ;; *) log "--resample must be true or false, got '${resample}'"; exit 2 ;; esac
+case "${cmvn_type}" in global|speaker|utterance) ;;
+  *) log "--cmvn_type must be global, speaker or utterance, got '${cmvn_type}'"; exit 2 ;; esac
+[[ ${fs} =~ ^[1-9][0-9]*$ ]] || { log "--fs must be a sample rate in Hz, got '${fs}'"; exit 2; }
 if [ "${stage}" -gt "${last_stage}" ] || [ "${stop_stage}" -lt 1 ]; then
   log "stages ${stage}..${stop_stage} do not exist: this driver has stages 1..${last_stage} (see the top of asr.sh)"
   exit 2
+fi
+if [ "${stage}" -gt "${stop_stage}" ]; then
+  log "--stage ${stage} is after --stop_stage ${stop_stage}: nothing to run"; exit 2
 fi
 stop_stage=$(min "${stop_stage}" "${last_stage}")
 [ -n "${train_set}" ] && [ -n "${valid_set}" ] || { log "--train_set and --valid_set are required"; exit 2; }
@@ -122,6 +147,7 @@ uniq_words() { printf '%s\n' "$@" | awk 'NF && !seen[$0]++'; }
 all_sets() { uniq_words "${train_set_sp}" ${unlab_set} "${valid_set}" ${test_sets}; }
 eval_sets() { uniq_words "${valid_set}" ${test_sets}; }
 stage_on() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+forced() { [[ " ${force_stage} " == *" $1 "* ]]; }
 
 if stage_on 1; then
   log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
@@ -146,19 +172,37 @@ if stage_on 2 && [ -n "${speed_perturb_factors}" ]; then
 fi
 
 if stage_on 3; then
-  log "Stage 3: fbank features into ${data_feats}/org"
+  log "Stage 3: fbank features (${fs} Hz, ${cmvn_type} CMVN) into ${data_feats}/org"
   for x in $(all_sets); do
     out=${data_feats}/org/${x}
-    if [ -f "${out}/.done" ]; then log "  ${out}: already done"; continue; fi
+    # the marker records the data dir's tables, its audio files' size and mtime, and the options
+    stamp=(--files data/${x}/{wav.scp,segments,utt2spk,text,reco2file_and_channel} ${fbank_conf}
+           --audio_of "data/${x}/wav.scp" --opt "fs=${fs}" --opt "resample=${resample}"
+           --opt "fbank_conf=${fbank_conf}" --opt "cmvn_type=${cmvn_type}" --opt "max_fail_ratio=${max_fail_ratio}")
+    if forced 3; then
+      log "  ${out}: --force_stage 3: extracting again"; rm -f "${out}/.done" "${out}"/data/*.done
+    elif why=$(${python} -m bljust.bin.stage_stamp check "${out}/.done" "${stamp[@]}"); then
+      log "  ${out}: already done (same inputs and options)"; continue
+    elif [ -f "${out}/.done" ]; then
+      log "  ${out}: inputs changed since it was done (${why}): extracting again"
+    fi
+    rm -f "${out}/.done"
     write_replay "${out}" 3
     _nj=$(min "${nj}" "$(wc -l < "data/${x}/utt2spk")")
     utils/split_data.sh --per-utt "data/${x}" "${_nj}"
     ${train_cmd} JOB=1:"${_nj}" "${out}/log/extract_feats.JOB.log" \
       ${python} -m bljust.bin.extract_feats --data_dir "data/${x}/split${_nj}utt/JOB" \
-        --out_dir "${out}/data" --name "feats.JOB" --fs "${fs}" "${fbank_opt[@]}"
+        --out_dir "${out}/data" --name "feats.JOB" --fs "${fs}" --resample "${resample}" "${fbank_opt[@]}"
     ${python} -m bljust.bin.extract_feats --merge --data_dir "data/${x}" --out_dir "${out}/data" \
-      --nj "${_nj}" --dest "${out}"
-    touch "${out}/.done"
+      --nj "${_nj}" --dest "${out}" --fs "${fs}" --resample "${resample}" "${fbank_opt[@]}" \
+      --max_fail_ratio "${max_fail_ratio}" --cmvn_type "${cmvn_type}"
+    if [ "${cmvn_type}" != global ]; then  # Kaldi's apply-cmvn: every set normalised alike
+      mv "${out}/feats.scp" "${out}/feats_raw.scp"
+      ${python} -m bljust.bin.compute_cmvn --cmvn_type "${cmvn_type}" --feats_scp "${out}/feats_raw.scp" \
+        --utt2spk "${out}/utt2spk" --out "${out}/cmvn_${cmvn_type}.ark" \
+        --apply_ark "${out}/data/feats_cmvn.ark" --apply_scp "${out}/feats.scp"
+    fi
+    ${python} -m bljust.bin.stage_stamp write "${out}/.done" "${stamp[@]}"
   done
   ${train_cmd} "${data_feats}/org/${train_set_sp}/log/compute_cmvn.log" \
     ${python} -m bljust.bin.compute_cmvn --feats_scp "${data_feats}/org/${train_set_sp}/feats.scp" \
@@ -175,13 +219,21 @@ if stage_on 4; then
       --max_frames "${max_frames}" --subsampling "${subsampling}" "${opts[@]}"
   done
   cp "${data_feats}/org/${train_set_sp}/cmvn.ark" "${data_feats}/${train_set_sp}/cmvn.ark"
+  for x in "${train_set_sp}" ${unlab_set} "${valid_set}"; do  # the feature setup travels with the features
+    cp "${data_feats}/org/${x}/feats_conf.yaml" "${data_feats}/${x}/feats_conf.yaml"
+  done
 fi
 
 if stage_on 5; then
   log "Stage 5: ${token_type} tokenizer from ${bpe_train_text} into ${token_dir}"
   write_replay "${token_dir}" 5
+  forced 5 && { log "  --force_stage 5: training the tokenizer again"; rm -f "${token_dir}/train_tokenizer.json"; }
+  report=()  # coverage of every labeled set: words and characters the tokenizer maps to <unk>
+  for x in "${train_set}" "${valid_set}" ${test_sets}; do
+    [ -f "data/${x}/text" ] && report+=("data/${x}/text")
+  done
   ${python} -m bljust.bin.train_tokenizer --text "${bpe_train_text}" --token_type "${token_type}" \
-    --bpemode "${bpemode}" --nbpe "${nbpe}" --out_dir "${token_dir}"
+    --bpemode "${bpemode}" --nbpe "${nbpe}" --out_dir "${token_dir}" --report_texts "${report[@]}"
 fi
 
 train_one() {  # train_one <config> <exp dir> <stage> [extra options for bljust.bin.train...]
