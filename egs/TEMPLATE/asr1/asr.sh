@@ -104,7 +104,6 @@ done
 for _s in ${force_stage}; do
   [[ ${_s} =~ ^[0-9]+$ ]] || { log "--force_stage takes stage numbers, got '${force_stage}'"; exit 2; }
 done
-case "${resample}" in true|false) ;; *) log "--resample must be true or false, got '${resample}'"; exit 2 ;; esac
 case "${cmvn_type}" in global|speaker|utterance) ;;
   *) log "--cmvn_type must be global, speaker or utterance, got '${cmvn_type}'"; exit 2 ;; esac
 [[ ${fs} =~ ^[1-9][0-9]*$ ]] || { log "--fs must be a sample rate in Hz, got '${fs}'"; exit 2; }
@@ -159,7 +158,9 @@ if stage_on 1; then
   done
 fi
 
-if stage_on 2 && [ -n "${speed_perturb_factors}" ]; then
+if stage_on 2 && [ -z "${speed_perturb_factors}" ]; then
+  log "Stage 2: skipped (no --speed_perturb_factors)"
+elif stage_on 2; then
   log "Stage 2: speed perturbation of data/${train_set} by ${speed_perturb_factors}"
   dirs=()
   for f in ${speed_perturb_factors}; do
@@ -229,7 +230,7 @@ if stage_on 5; then
   write_replay "${token_dir}" 5
   forced 5 && { log "  --force_stage 5: training the tokenizer again"; rm -f "${token_dir}/train_tokenizer.json"; }
   report=()  # coverage of every labeled set: words and characters the tokenizer maps to <unk>
-  for x in "${train_set}" "${valid_set}" ${test_sets}; do
+  for x in $(uniq_words "${train_set}" "${valid_set}" ${test_sets}); do
     [ -f "data/${x}/text" ] && report+=("data/${x}/text")
   done
   ${python} -m bljust.bin.train_tokenizer --text "${bpe_train_text}" --token_type "${token_type}" \

@@ -9,6 +9,9 @@ else
   echo "path.sh: ${MAIN_ROOT}/tools/venv is missing: run tools/setup.sh first" >&2
 fi
 export PATH="${MAIN_ROOT}/utils:${MAIN_ROOT}/tools/sctk/bin:${PATH}"
+# This repository's bljust, whatever copy the venv was installed from (a second checkout
+# sharing one venv runs its own code).
+export PYTHONPATH="${MAIN_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 export LC_ALL=C
 export PYTHONIOENCODING=UTF-8
 # One thread per job: parallelism comes from JOB=1:N, not from each job's BLAS.

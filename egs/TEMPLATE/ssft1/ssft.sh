@@ -69,9 +69,15 @@ and every option's default. Common: --stage N --stop_stage N --upstream_ckpt PAT
 
 [ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 2; }
 last_stage=6
+for _opt in stage stop_stage; do
+  [[ ${!_opt} =~ ^[0-9]+$ ]] || { log "--${_opt} must be a stage number (1..${last_stage}), got '${!_opt}'"; exit 2; }
+done
 if [ "${stage}" -gt "${last_stage}" ] || [ "${stop_stage}" -lt 1 ]; then
   log "stages ${stage}..${stop_stage} do not exist: this driver has stages 1..${last_stage} (see the top of ssft.sh)"
   exit 2
+fi
+if [ "${stage}" -gt "${stop_stage}" ]; then
+  log "--stage ${stage} is after --stop_stage ${stop_stage}: nothing to run"; exit 2
 fi
 stop_stage=$(min "${stop_stage}" "${last_stage}")
 [ -n "${train_set}" ] && [ -n "${valid_set}" ] || { log "--train_set and --valid_set are required"; exit 2; }
