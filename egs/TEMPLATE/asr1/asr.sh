@@ -256,8 +256,8 @@ decode_one() {  # decode_one <exp dir> <stage>
   local exp=$1 st=$2 x dir _nj stamp
   for x in $(eval_sets); do
     dir=${exp}/${inference_tag}/${x}
-    # done when the same model (by content) was decoded with the same options
-    stamp="$(md5sum < "${exp}/${inference_model}" | cut -d' ' -f1) ${decode_method} ${beam_size} $(wc -l < "${data_feats}/org/${x}/feats.scp")"
+    # done when the same model (by content) decoded the same features (stage 3's stamp) with the same options
+    stamp="$(md5sum < "${exp}/${inference_model}" | cut -d' ' -f1) ${decode_method} ${beam_size} $(wc -l < "${data_feats}/org/${x}/feats.scp") $(md5sum < "${data_feats}/org/${x}/.done" | cut -d' ' -f1)"
     if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "${stamp}" ]; then
       log "  ${dir}: already decoded with this model"; continue
     fi
