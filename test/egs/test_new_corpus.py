@@ -102,10 +102,24 @@ def test_stage3_reruns_when_its_inputs_change_and_refuses_a_failed_set(recipe):
     p = run(d, corpus, *stage3)
     assert p.stderr.count("already done (same inputs and options)") == 2
     assert os.path.exists(os.path.join(d, "dump/fbank/org/dev/.done"))
-    # an option changed reruns every set; --force_stage reruns a done one
-    p = run(d, corpus, *stage3, "--cmvn_type", "speaker")
-    assert p.stderr.count("option cmvn_type: global -> speaker") == 3
-    assert "cmvn_type: speaker" in open(os.path.join(d, "dump/fbank/org/test/feats_conf.yaml")).read()
-    assert os.path.isfile(os.path.join(d, "dump/fbank/org/test/cmvn_speaker.ark"))
-    p = run(d, corpus, *stage3, "--force_stage", "3")
+    # 8 kHz audio at --fs 16000 fails with the options that fix it; --resample true passes through
+    p = run(d, corpus, *stage3, "--fs", "16000", check=False)
+    assert p.returncode != 0 and "Successfully finished" not in p.stderr
+    assert "sample rate 8000 Hz, expected 16000 Hz (run asr.sh with --fs 8000, or with --resample true" in p.stderr
+    assert not os.path.exists(os.path.join(d, "dump/fbank/org/train/.done"))  # the failed set is not done
+    # changed options rerun every set (train had no marker left; dev and test say what changed)
+    p = run(d, corpus, *stage3, "--fs", "16000", "--resample", "true", "--cmvn_type", "speaker")
+    assert p.stderr.count("option cmvn_type: global -> speaker") == 2
+    assert "option fs: 8000 -> 16000" in p.stderr and "already done" not in p.stderr
+    for x in ("train", "dev", "test"):
+        conf = open(os.path.join(d, f"dump/fbank/org/{x}/feats_conf.yaml")).read()
+        assert "cmvn_type: speaker" in conf and "fs: 16000" in conf and "resample: true" in conf
+        assert open(os.path.join(d, f"dump/fbank/org/{x}/feat_dim")).read().strip() == "80"
+        assert os.path.isfile(os.path.join(d, f"dump/fbank/org/{x}/cmvn_speaker.ark"))
+    # --force_stage redoes done stages
+    p = run(d, corpus, *stage3, "--fs", "16000", "--resample", "true", "--cmvn_type", "speaker", "--force_stage", "3")
     assert p.stderr.count("--force_stage 3: extracting again") == 3
+    p = run(d, corpus, "--stage", "5", "--stop_stage", "5")
+    assert "is up to date; skipping" in p.stderr
+    p = run(d, corpus, "--stage", "5", "--stop_stage", "5", "--force_stage", "5")
+    assert "--force_stage 5: training the tokenizer again" in p.stderr and "is up to date" not in p.stderr
