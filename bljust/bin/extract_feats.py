@@ -21,7 +21,6 @@ import os
 import sys
 from typing import List, Optional
 
-import torch
 import yaml
 
 from bljust.features.audio import utterance_ids
@@ -89,7 +88,6 @@ def _job_scp(out_dir: str, job: int) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    torch.set_num_threads(args.num_threads)
     try:
         if args.merge:
             if not (args.out_dir and args.nj):
@@ -101,6 +99,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                            max_fail_ratio=args.max_fail_ratio)
                 write_feats_conf(dest, opts, args.resample, args.cmvn_type)
             return 0
+        import torch  # only the jobs need it; the merge step starts without it
+
+        torch.set_num_threads(args.num_threads)
         opts = _opts(args)
         only = None
         if args.job is not None or args.nj is not None:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+# torch is imported where the filterbank runs, not at import: the options, the mel matrix and
+# its checks (used by merge steps and configuration code) then load in a fraction of a second.
 
 # Kaldi floors the mel energies at float32 machine epsilon before the log.
 _EPS = float(np.finfo(np.float32).eps)
@@ -176,6 +180,7 @@ def _band_groups(mel: np.ndarray, num_groups: int) -> List[Tuple[int, int, int, 
     The triangles overlap only their neighbours, so a few dense blocks do the work of
     the full product with ~5x fewer multiply-adds.
     """
+    import torch
     nb = mel.shape[1]
     out = []
     for g in range(num_groups):
@@ -199,6 +204,7 @@ class Fbank:
     chunks_per_window = 20
 
     def __init__(self, opts: Optional[FbankOptions] = None) -> None:
+        import torch
         self.opts = opts or FbankOptions()
         self._window = _window(self.opts)
         self._window_t = torch.from_numpy(self._window)
@@ -287,6 +293,7 @@ class Fbank:
         first sample of each frame is patched, and since pre-emphasis is linear the frame
         mean is removed afterwards as a rank-1 update of (1 - c) * mean * window.
         """
+        import torch
         o = self.opts
         size, shift, c = o.window_size, o.window_shift, o.preemphasis
         w = self._window
@@ -339,6 +346,7 @@ class Fbank:
         np.multiply(f, self._window, out=out)
 
     def _filterbank(self, feats: np.ndarray) -> None:
+        import torch
         o = self.opts
         total = feats.shape[0]
         buf = torch.from_numpy(self._buf)
