@@ -329,32 +329,54 @@ def _start_recipe_like(tmp_path: Path, job: str, env: dict | None = None):
         if len(pids) == 2:
             return proc, pids
         time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("the fake jobs did not start")
+    pids = [int(p.read_text()) for p in tmp_path.glob("pid.*") if p.read_text().strip()]
+    _kill_leftovers(proc, pids)
+    raise AssertionError("the two fake jobs did not start side by side")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_killing_the_recipe_process_group_stops_run_pl_jobs(tmp_path, sig):
     proc, pids = _start_recipe_like(tmp_path, "bash -c 'echo $$ > pid.JOB; exec sleep 60'")
-    assert all(_alive(p) for p in pids)
-    os.killpg(proc.pid, sig)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode != 0
-    deadline = time.monotonic() + 5
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(_alive(p) for p in pids), "a job outlived its launcher"
-    assert "stopped the running jobs" in err
+    try:
+        assert all(_alive(p) for p in pids)
+        os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode != 0
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in pids), "a job outlived its launcher"
+        assert "stopped the running jobs" in err
+    finally:
+        _kill_leftovers(proc, pids)
+
+
+def _kill_leftovers(proc, pids):
+    """A failing test must not leave its fake jobs running: the launcher first (so it starts no more), then the jobs."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in pids:
+        try:
+            group = os.getpgid(p)  # the job's own process group (run.pl's child leads it)
+            if group != os.getpgrp():
+                os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
     env = dict(os.environ, BLJUST_RUNPL_KILL_AFTER="1")
     job = "bash -c 'trap \"\" TERM; echo $$ > pid.JOB; while true; do sleep 0.1; done'"
     proc, pids = _start_recipe_like(tmp_path, job, env=env)
-    t0 = time.monotonic()
-    os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert time.monotonic() - t0 < 10
-    time.sleep(0.2)
-    assert not any(_alive(p) for p in pids)
-    assert "ignored SIGTERM" in err
+    try:
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.2)
+        assert not any(_alive(p) for p in pids)
+        assert "ignored SIGTERM" in err
+    finally:
+        _kill_leftovers(proc, pids)
