@@ -9,6 +9,10 @@ then runs `./asr.sh --stage 3 --stop_stage 3 --force_stage 3 --nj N` for N = 1 a
 alternating, under path.sh's OMP_NUM_THREADS=1 (the setting that used to make run.pl
 run its jobs one at a time). The best round of each is reported, because the machine may
 be shared. Last line: `speedup nj2/nj1: X.XX` (ideal: the number of cores, up to 2).
+On a machine busy with other login sessions, Linux's autogroup scheduling
+(/proc/sys/kernel/sched_autogroup_enabled) gives this session one share of the CPUs
+however many processes it runs, and the ratio stays near 1; the per-job lines then
+still show the two jobs running side by side (each job's run.pl time spans the stage).
 """
 from __future__ import annotations
 
