@@ -13,6 +13,9 @@
 #                          already installed there (a GPU build, say) is kept
 #   --sctk-src PATH        SCTK source tree or tarball to build sclite from
 #   --sctk-url URL         where to download an SCTK tarball from (tried once, briefly)
+#   --bench                also install the peers that test/bench/*.py compare against
+#                          (kaldi-native-fbank, tslearn, pysdtw, flashlight-text), under
+#                          the same torch constraint; without them a bench prints only ours
 #   --dry-run              print every pip command instead of running it
 #   --force                redo every step even when the stamp says it is done
 set -euo pipefail
@@ -26,6 +29,7 @@ sctk_src=
 sctk_url=https://github.com/usnistgov/SCTK/archive/refs/tags/v2.4.12.tar.gz
 dry_run=false
 force=false
+bench=false
 venv=${tools_dir}/venv
 
 while [ $# -gt 0 ]; do
@@ -36,9 +40,10 @@ while [ $# -gt 0 ]; do
     --sctk-src) sctk_src=$2; shift 2 ;;
     --sctk-url) sctk_url=$2; shift 2 ;;
     --venv) venv=$2; shift 2 ;;
+    --bench) bench=true; shift ;;
     --dry-run) dry_run=true; shift ;;
     --force) force=true; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "$0: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,9 +63,22 @@ all_present() {
   [ -x "${tools_dir}/sctk/bin/sclite" ] || return 1
   command -v espeak-ng >/dev/null && command -v sox >/dev/null || return 1
 }
+# The benchmarks' peers: what each bench in test/bench/ times ours against.
+#   kaldi-native-fbank  bench_feats.py     (fbank, k2/sherpa's C++ implementation)
+#   tslearn             bench_softdtw.py   (soft-DTW on CPU; brings numba, scikit-learn)
+#   pysdtw              bench_softdtw.py   (soft-DTW on CUDA, numba kernels)
+#   flashlight-text     bench_decode.py    (enables torchaudio's ctc_decoder)
+# bench_train.py's peer is torchaudio's Conformer, installed below anyway.
+bench_peers=(kaldi-native-fbank tslearn pysdtw flashlight-text)
+bench_imports="import kaldi_native_fbank, tslearn.metrics, pysdtw, flashlight.lib.text"
 if ! ${force} && ! ${dry_run} && all_present; then
-  log "everything is already installed (tools/venv, tools/sctk/bin/sclite, espeak-ng, sox): nothing to do"
-  exit 0
+  if ! ${bench}; then
+    log "everything is already installed (tools/venv, tools/sctk/bin/sclite, espeak-ng, sox): nothing to do"
+    exit 0
+  elif "${venv}/bin/python" -c "${bench_imports}" 2>/dev/null; then
+    log "everything is already installed (tools/venv, tools/sctk/bin/sclite, espeak-ng, sox, the benchmarks' peers): nothing to do"
+    exit 0
+  fi
 fi
 
 # ---------------------------------------------------------------- system tools
@@ -134,6 +152,19 @@ pip_install numpy kaldiio sentencepiece pyyaml typeguard humanfriendly soundfile
 "${vpy}" -c 'import triton' 2>/dev/null || pip_install triton
 log "installing bljust (editable) into the venv"
 pip_install --no-build-isolation --no-deps -e "${root_dir}"
+
+if ${bench}; then
+  log "installing the benchmarks' peers: ${bench_peers[*]}"
+  pip_install "${bench_peers[@]}"
+  if ! ${dry_run}; then
+    now_torch=$("${vpy}" -c 'import torch; print(torch.__version__)')
+    [ "torch==${now_torch}" = "$(cat "${constraints}")" ] \
+      || die "torch changed to ${now_torch} while installing the benchmarks' peers (expected $(cat "${constraints}"))"
+    "${vpy}" -c "${bench_imports}" || die "the benchmarks' peers do not import; see the messages above"
+    log "benchmarks' peers: $("${vpy}" -m pip list --disable-pip-version-check 2>/dev/null \
+      | awk 'tolower($1) ~ /^(kaldi[-_]native[-_]fbank|tslearn|pysdtw|flashlight-text|numba)$/ {printf "%s %s, ", $1, $2}')torch ${now_torch}"
+  fi
+fi
 
 ${dry_run} && exit 0
 "${vpy}" -c 'import torch, torchaudio, kaldiio, sentencepiece, yaml, typeguard, humanfriendly, soundfile, numpy, bljust' \

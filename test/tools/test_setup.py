@@ -10,8 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SETUP = os.path.join(ROOT, "tools", "setup.sh")
 
 
-def dry_run(venv: str) -> str:
-    out = subprocess.run(["bash", SETUP, "--dry-run", "--venv", venv, "--python", sys.executable],
+def dry_run(venv: str, *extra: str) -> str:
+    out = subprocess.run(["bash", SETUP, "--dry-run", "--venv", venv, "--python", sys.executable, *extra],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -56,6 +56,38 @@ def test_a_torch_already_in_the_venv_is_kept_and_pinned(tmp_path):
     assert lines and all(f"-c {constraints}" in line for line in lines)
     assert not any(re.search(r"\btorch==", line) for line in lines), "torch must not be reinstalled"
     assert any("torchaudio==2.9.*" in line for line in lines)
+
+
+BENCH_PEERS = ["kaldi-native-fbank", "tslearn", "pysdtw", "flashlight-text"]
+
+
+def test_bench_installs_every_benchmark_peer_under_the_torch_constraint(tmp_path):
+    venv = fake_torch_venv(tmp_path, "2.13.0+cpu")
+    constraints = os.path.join(venv, "bljust-constraints.txt")
+    plain = pip_lines(dry_run(venv))
+    assert not any(peer in line for line in plain for peer in BENCH_PEERS), "peers only with --bench"
+    lines = pip_lines(dry_run(venv, "--bench"))
+    peer_lines = [line for line in lines if any(peer in line.split() for peer in BENCH_PEERS)]
+    assert len(peer_lines) == 1, lines
+    words = peer_lines[0].split()
+    assert all(peer in words for peer in BENCH_PEERS), peer_lines[0]
+    assert f"-c {constraints}" in peer_lines[0]
+    assert open(constraints).read().strip() == "torch==2.13.0+cpu"
+    assert not any(re.search(r"\btorch==", line) for line in lines), "the torch in the venv must be kept"
+
+
+def test_every_bench_peer_is_installed_by_bench():
+    """A bench that imports a peer package must find it in setup.sh's --bench list."""
+    peers = {"kaldi_native_fbank": "kaldi-native-fbank", "tslearn": "tslearn", "pysdtw": "pysdtw",
+             "torchaudio.models.decoder": "flashlight-text"}
+    text = open(SETUP).read()
+    listed = re.search(r"^bench_peers=\(([^)]*)\)", text, re.M).group(1).split()
+    bench_dir = os.path.join(ROOT, "test", "bench")
+    for name in sorted(os.listdir(bench_dir)):
+        src = open(os.path.join(bench_dir, name)).read() if name.endswith(".py") else ""
+        for module, package in peers.items():
+            if re.search(rf"^\s*(from|import) {re.escape(module)}\b", src, re.M):
+                assert package in listed, f"{name} imports {module} but tools/setup.sh --bench does not install {package}"
 
 
 def test_no_pip_call_in_the_installers_bypasses_the_guard():
