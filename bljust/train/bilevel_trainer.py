@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import humanfriendly
 import torch
@@ -33,28 +33,52 @@ logger = logging.getLogger(__name__)
 
 
 class BatchStream:
-    """Endless length-bucketed batches of one dataset; (epoch, pos) is all its state."""
+    """Endless length-bucketed batches of one dataset; (epoch, pos) is all its state.
+
+    With num_workers > 0 the features are read and collated by DataLoader worker
+    processes that run ahead of the training step; (epoch, pos) still counts the
+    batches handed out, so a checkpoint never includes prefetched ones."""
 
     def __init__(self, dataset: torch.utils.data.Dataset, lengths: Dict[str, int], batching: Dict[str, Any],
-                 seed: int, dist: D.DistInfo) -> None:
+                 seed: int, dist: D.DistInfo, num_workers: int = 0, pin_memory: bool = False) -> None:
         self.dataset, self.seed, self.dist = dataset, seed, dist
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         self.batches = make_batches(lengths, int(batching["batch_bins"]), int(batching.get("max_batch_size", 0)),
                                     min_batch_size=dist.world_size)
         self.epoch, self.pos = 1, 0
         self._order: Tuple[int, List[int]] = (0, [])
+        self._it: Optional[Iterator[Dict[str, Any]]] = None
 
     def __len__(self) -> int:
         return len(self.batches)
 
+    def _global_from(self, epoch: int, pos: int) -> Iterator[List[str]]:
+        while True:
+            if pos >= len(self.batches):
+                epoch, pos = epoch + 1, 0
+            order = epoch_order(len(self.batches), self.seed, epoch)
+            for p in range(pos, len(order)):
+                yield self.batches[order[p]]
+            pos = len(order)
+
+    def _loader(self) -> Iterator[Dict[str, Any]]:
+        keys = (shard(b, self.dist.rank, self.dist.world_size) for b in self._global_from(self.epoch, self.pos))
+        # its own generator: creating the iterator must not draw from the global RNG
+        # (dropout's), or a resumed run would diverge from the uninterrupted one
+        return iter(torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=keys, collate_fn=collate, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(self.seed)))
+
     def next(self) -> Dict[str, Any]:
+        if self._it is None:
+            self._it = self._loader()
         if self.pos >= len(self.batches):
             self.epoch, self.pos = self.epoch + 1, 0
         if self._order[0] != self.epoch:
             self._order = (self.epoch, epoch_order(len(self.batches), self.seed, self.epoch))
-        keys = shard(self.batches[self._order[1][self.pos]], self.dist.rank, self.dist.world_size)
+        b = next(self._it)
+        b["global_size"] = len(self.batches[self._order[1][self.pos]])
         self.pos += 1
-        b = collate([self.dataset[k] for k in keys])
-        b["global_size"] = len(self.batches[self._order[1][self.pos - 1]])
         return b
 
     def state_dict(self) -> Dict[str, int]:
@@ -62,6 +86,7 @@ class BatchStream:
 
     def load_state_dict(self, st: Dict[str, int]) -> None:
         self.epoch, self.pos = int(st["epoch"]), int(st["pos"])
+        self._it = None  # restart the (prefetching) loader at the restored position
 
 
 def build_unsup_loss(conf: Dict[str, Any], model: ASRModel) -> nn.Module:
@@ -115,9 +140,10 @@ class BilevelTrainer(Trainer):
         self.amp = str(self.tc.get("amp", "none"))
         if self.amp == "fp16":
             raise ValueError("BL-JUST training supports trainer.amp none or bf16 (fp16 needs a scaler per level)")
-        self.lab = BatchStream(train_set, train_set.lengths, config["batching"], self.seed, dist)
+        loading = dict(num_workers=int(self.tc.get("num_workers", 0)), pin_memory=device.type == "cuda")
+        self.lab = BatchStream(train_set, train_set.lengths, config["batching"], self.seed, dist, **loading)
         self.unlab = BatchStream(unlab_set, unlab_set.lengths, config.get("unlab_batching") or config["batching"],
-                                 self.seed + 1, dist)
+                                 self.seed + 1, dist, **loading)
         bc = dict(config["bilevel"])
         steps = phase_steps(bc, len(self.lab), len(self.unlab))
         known = set(PBGDConfig.__dataclass_fields__) - {"n1", "n2", "n3", "grad_clip"}
@@ -151,9 +177,9 @@ class BilevelTrainer(Trainer):
         self._t_mark = time.time()
         self._start_or_resume()
         logger.info("BL-JUST schedule: explore %d, joint %d (K=%d, gamma %s %.3g->%.3g), fine-tune %d steps; "
-                    "%d labeled / %d unlabeled batches per epoch", self.pcfg.n1, self.pcfg.n2, self.pcfg.k,
-                    self.pcfg.gamma_schedule, self.pcfg.gamma0, self.pcfg.gamma_max, self.pcfg.n3,
-                    len(self.lab), len(self.unlab))
+                    "%d labeled / %d unlabeled batches per epoch, %d loader workers per stream",
+                    self.pcfg.n1, self.pcfg.n2, self.pcfg.k, self.pcfg.gamma_schedule, self.pcfg.gamma0,
+                    self.pcfg.gamma_max, self.pcfg.n3, len(self.lab), len(self.unlab), self.lab.num_workers)
 
     # ---------------------------------------------------------------- the two losses
     def _shadow_step(self) -> float:

@@ -70,6 +70,70 @@ def test_resume_mid_joint_phase_is_exact(data):
     assert a["streams"] == b["streams"] and a["pbgd"]["passes"] == b["pbgd"]["passes"]
 
 
+def test_loader_workers_give_the_same_run_and_resume_exactly(data):
+    ref = bilevel_config(data, f"{data}/ref_w0")
+    run_ok(ref, data, "ref_w0")
+    part = bilevel_config(data, f"{data}/part_w2")
+    part["trainer"].update(num_workers=2, max_steps=5)
+    assert "2 loader workers per stream" in run_ok(part, data, "part_w2a")
+    part["trainer"]["max_steps"] = 0
+    assert "resumed from" in run_ok(part, data, "part_w2b")
+    a = torch.load(f"{data}/ref_w0/checkpoint.pth", weights_only=False)
+    b = torch.load(f"{data}/part_w2/checkpoint.pth", weights_only=False)
+    for section in ("model", "unsup"):
+        for k in a[section]:
+            assert torch.equal(a[section][k], b[section][k]), (section, k)
+    assert a["streams"] == b["streams"]
+
+
+class _Pids(torch.utils.data.Dataset):
+    """Tags each item's key with the id of the process that read it."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __getitem__(self, key):
+        k, x, y = self.ds[key]
+        return f"{k}@{os.getpid()}", x, y
+
+
+def test_batch_stream_reads_in_workers_and_counts_only_batches_handed_out(data):
+    from bljust.data.dataset import ASRDataset
+    from bljust.train.bilevel_trainer import BatchStream
+    from bljust.train.distributed import DistInfo
+
+    ds = ASRDataset(f"{data}/unlab", None, labeled=False)
+    one = DistInfo(rank=0, world_size=1, local_rank=0)
+
+    def stream(workers):
+        return BatchStream(_Pids(ds), ds.lengths, {"batch_bins": 300}, seed=3, dist=one, num_workers=workers)
+
+    def take(s, n):
+        out = []
+        for _ in range(n):
+            b = s.next()
+            out.append(([k.split("@")[0] for k in b["keys"]], {int(k.split("@")[1]) for k in b["keys"]},
+                        b["global_size"], b["feats"].clone()))
+        return out
+
+    main, workers = stream(0), stream(2)
+    n = 2 * len(main) + 1  # crosses two epoch boundaries
+    a, b = take(main, n), take(workers, n)
+    assert [x[0] for x in a] == [x[0] for x in b] and all(x[2] == len(x[0]) for x in a + b)
+    assert all(torch.equal(x[3], y[3]) for x, y in zip(a, b))
+    assert {p for x in a for p in x[1]} == {os.getpid()}
+    assert os.getpid() not in {p for x in b for p in x[1]}, "num_workers=2 must read in worker processes"
+    # the workers have prefetched past pos; a restored stream starts at pos, not after the prefetch
+    st = workers.state_dict()
+    resumed = stream(2)
+    resumed.load_state_dict(st)
+    after = [x[0] for x in take(main, 3)]
+    assert [x[0] for x in take(resumed, 3)] == after
+    assert [x[0] for x in take(workers, 3)] == after
+    workers.load_state_dict(st)  # rewinding a running stream drops what its workers prefetched
+    assert [x[0] for x in take(workers, 3)] == after
+
+
 def test_budget_of_passes_sets_equal_compute():
     for k, reuse, fr in ((1, False, [0.25, 0.5, 0.25]), (2, True, [0.2, 0.6, 0.2]), (0, False, [0, 1, 0])):
         bc = {"budget_passes": 1200, "budget_fractions": fr, "k": k, "reuse_lower_grad": reuse}
