@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any, Dict, List, Protocol, Sequence, Tuple
 
@@ -77,11 +78,22 @@ class ASRDataset(torch.utils.data.Dataset):
         return len(self.lengths)
 
     def __getitem__(self, key: str) -> Tuple[str, np.ndarray, List[int]]:
+        """The features may be a read-only view of the bytes read (no copy: collate copies them once)."""
         try:
             x = kaldiio.load_mat(self.scp[key])
         except Exception as e:  # kaldiio raises assorted types for a damaged ark
             raise IOError(f"{self.data_dir}: cannot read features of '{key}' ({self.scp[key]}): {e}") from e
-        return key, np.array(x, dtype=np.float32), self.ids[key]
+        return key, np.asarray(x, dtype=np.float32), self.ids[key]
+
+
+def _batch_tensor(shape: Tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Uninitialised; in a DataLoader worker it lives in shared memory from the start, so the
+    batch reaches the training process without the copy into shared memory that the worker's
+    queue would otherwise make (torch's default_collate does the same)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 def collate(items: Sequence[Tuple[str, np.ndarray, List[int]]]) -> Dict[str, Any]:
@@ -89,9 +101,11 @@ def collate(items: Sequence[Tuple[str, np.ndarray, List[int]]]) -> Dict[str, Any
     keys = [k for k, _, _ in items]
     flens = torch.tensor([x.shape[0] for _, x, _ in items], dtype=torch.long)
     ylens = torch.tensor([len(y) for _, _, y in items], dtype=torch.long)
-    feats = torch.zeros(len(items), int(flens.max()), items[0][1].shape[1])
+    feats = _batch_tensor((len(items), int(flens.max()), items[0][1].shape[1]), torch.float32)
+    out = feats.numpy()  # each utterance is written once; only the padding is zeroed
     ys = torch.zeros(len(items), max(1, int(ylens.max())), dtype=torch.long)
     for i, (_, x, y) in enumerate(items):
-        feats[i, : x.shape[0]] = torch.from_numpy(x)
+        out[i, : x.shape[0]] = x
+        out[i, x.shape[0]:] = 0.0
         ys[i, : len(y)] = torch.tensor(y, dtype=torch.long)
     return {"keys": keys, "feats": feats, "feat_lens": flens, "ys": ys, "y_lens": ylens}
