@@ -6,10 +6,10 @@ import math
 import os
 from typing import Any, Dict, List, Protocol, Sequence, Tuple
 
-import kaldiio
 import numpy as np
 import torch
 
+from bljust.data.ark import load_mat
 from bljust.utils.fileio import FormatError, read_table
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class ASRDataset(torch.utils.data.Dataset):
                     raise FormatError(n2f, 0, f"'{k}': frame count '{v}' is not an integer") from None
         else:
             logger.warning("%s missing: reading every feature matrix for its length", n2f)
-            lengths = {k: int(kaldiio.load_mat(v).shape[0]) for k, v in self.scp.items()}
+            lengths = {k: int(load_mat(v).shape[0]) for k, v in self.scp.items()}
         self.texts: Dict[str, str] = {}
         self.ids: Dict[str, List[int]] = {}
         self.lengths: Dict[str, int] = {}
@@ -80,7 +80,7 @@ class ASRDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: str) -> Tuple[str, np.ndarray, List[int]]:
         """The features may be a read-only view of the bytes read (no copy: collate copies them once)."""
         try:
-            x = kaldiio.load_mat(self.scp[key])
+            x = load_mat(self.scp[key])
         except Exception as e:  # kaldiio raises assorted types for a damaged ark
             raise IOError(f"{self.data_dir}: cannot read features of '{key}' ({self.scp[key]}): {e}") from e
         return key, np.asarray(x, dtype=np.float32), self.ids[key]

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from bljust.data.ark import load_mat
 from bljust.decode.ctc import ctc_decode
 from bljust.utils import model_info
 from bljust.utils.fileio import read_table, write_table
@@ -78,8 +79,6 @@ def decode_data_dir(
     The token list, the features' dimension and CMVN type and (if given) the CMVN
     statistics must be those the model was trained with (ModelMismatchError otherwise).
     """
-    import kaldiio
-
     from bljust.train import checkpoint
 
     utts = utterances_to_decode(data_dir, utt_list, allow_missing)
@@ -90,7 +89,7 @@ def decode_data_dir(
         model_info.check_token_list(info, token_dir, int(tokenizer.vocab_size), model_file)
         first = next(iter(utts.values()), None)
         if first is not None:
-            model_info.check_features(info, data_dir, int(_load(kaldiio, first, next(iter(utts))).shape[1]),
+            model_info.check_features(info, data_dir, int(_load(first, next(iter(utts))).shape[1]),
                                       model_file, cmvn)
     blank_id = int(getattr(tokenizer, "blank_id", 0))
     n2f_path = os.path.join(data_dir, "utt2num_frames")
@@ -103,7 +102,7 @@ def decode_data_dir(
         keys = order[i : i + batch_size]
         mats = []
         for u in keys:
-            mats.append(_load(kaldiio, utts[u], u))
+            mats.append(_load(utts[u], u))
             if mats[-1].ndim != 2 or mats[-1].shape[1] != mats[0].shape[1]:
                 raise ValueError(f"utterance {u} ({utts[u]}): features of shape {mats[-1].shape}, the others in "
                                  f"its batch have {mats[0].shape[1]} dimensions")
@@ -133,9 +132,9 @@ def decode_data_dir(
     return len(hyps[0])
 
 
-def _load(kaldiio, rxfile: str, utt: str) -> np.ndarray:
+def _load(rxfile: str, utt: str) -> np.ndarray:
     try:
-        return np.asarray(kaldiio.load_mat(rxfile), dtype=np.float32)
+        return np.asarray(load_mat(rxfile), dtype=np.float32)
     except Exception as e:  # noqa: BLE001 - name the utterance whatever kaldiio raised
         raise ValueError(f"cannot read features of utterance {utt} ({rxfile}): {e}") from None
 
