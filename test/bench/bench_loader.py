@@ -32,6 +32,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -65,7 +66,8 @@ class Letters:
 
 
 def model_flops_per_frame(conf: dict, mean_seconds: float) -> tuple:
-    """(analytic FLOPs per input frame, formula text) for the Conformer-CTC of `conf`."""
+    """(analytic FLOPs per input frame, formula text, weights used per output frame by part)
+    for the Conformer-CTC of `conf`."""
     e = conf["encoder"]
     d, f, n_layers, k = int(e["d_model"]), int(e["ffn_dim"]), int(e["num_layers"]), int(e["kernel_size"])
     rate, idim, ch = int(e.get("subsampling", 4)), 80, int(e["d_model"])
@@ -83,7 +85,7 @@ def model_flops_per_frame(conf: dict, mean_seconds: float) -> tuple:
             f"L x (4 d f + 7 d^2 + K d) + subsampling (2 F1 9 C + F2 9 C^2 + F2 C d) + d V = {p / 1e6:.1f}M "
             f"(d={d}, f={f}, L={n_layers}, K={k}, C={ch}, F1={f1}, F2={f2}, V={VOCAB}); "
             f"T' = {t_out:.0f} output frames ({mean_seconds:.1f} s); 6 = 2 (multiply-add) x 3 (forward + backward)")
-    return per_out / rate, text
+    return per_out / rate, text, {"blocks": n_layers * block, "subsampling": sub, "head": head}
 
 
 def counted_flops_per_frame(conf: dict, frames: int) -> float:
@@ -157,10 +159,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore", message="This DataLoader will create")  # more workers than CPUs: meant
     conf = load_config(CONF, [])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mean_s = float(synth.durations(synth.UTTS).mean())
-    flops, formula = model_flops_per_frame(conf, mean_s)
+    flops, formula, _ = model_flops_per_frame(conf, mean_s)
     counted = counted_flops_per_frame(conf, int(round(mean_s * 100)))
     goal_appetite = MFU_GOAL * H100_BF16 / min(flops, counted)
     appetite = measured_appetite()
@@ -183,7 +186,8 @@ def main(argv=None) -> int:
         total = sum(frames.values())
         sizes = {n: os.path.getsize(os.path.join(d, n, "feats.ark")) for n in ("float32", "compressed")}
         print(f"corpus: {a.utts} utterances, {total / 360000:.2f} h ({total:,} frames), float32 ark "
-              f"{sizes['float32'] / 2**20:.0f} MiB, compressed {sizes['compressed'] / 2**20:.0f} MiB "
+              f"{sizes['float32'] / 2**20:.1f} MiB, compressed {sizes['compressed'] / 2**20:.1f} MiB "
+              f"(1/{sizes['float32'] / sizes['compressed']:.2f}) "
               f"(made in {time.perf_counter() - t:.0f} s); batch_bins {conf['batching']['batch_bins']}, "
               f"{os.cpu_count()} CPUs here, torch {torch.__version__}, device {device.type}")
         print("SpecAugment runs in the model on the device (ASRModel.forward), not in the loader")

@@ -47,8 +47,8 @@ def utt_ids(n: int, speakers: int = SPEAKERS, seed: int = 0) -> Tuple[List[str],
     utts, owners = [], []
     chapter = 1000
     for s, count in zip(spk, per_spk):
-        chapters = int(rng.integers(2, 4))
-        cut = np.sort(rng.choice(np.arange(1, count), chapters - 1, replace=False)) if count > chapters else []
+        chapters = min(int(rng.integers(2, 4)), int(count))
+        cut = np.sort(rng.choice(np.arange(1, count), chapters - 1, replace=False)) if chapters > 1 else []
         bounds = [0, *cut, count]
         for c in range(chapters):
             chapter += int(rng.integers(1, 40))
