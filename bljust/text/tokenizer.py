@@ -23,6 +23,11 @@ class Tokenizer:
         self._index = token_index(self.token_list)
         if self._index.get(BLANK) != self.blank_id or self._index.get(UNK) != self.unk_id:
             raise ValueError(f"token list must start with {BLANK}, {UNK}")
+        # SentencePiece id -> our id, once: a piece missing from tokens.txt, like the model's
+        # own <unk>, becomes <unk>
+        unk_sp = self.sp.unk_id()
+        self._from_sp = [self.unk_id if i == unk_sp else self._index.get(self.sp.id_to_piece(i), self.unk_id)
+                         for i in range(self.sp.get_piece_size())]
 
     @classmethod
     def from_dir(cls, token_dir: str) -> "Tokenizer":
@@ -41,10 +46,8 @@ class Tokenizer:
 
     def encode(self, text: str) -> List[int]:
         """Token ids of `text`; pieces not in tokens.txt (unseen characters) become <unk>."""
-        unk_sp = self.sp.unk_id()
-        ids = self.sp.encode(text)
-        pieces = self.sp.encode(text, out_type=str)
-        return [self.unk_id if i == unk_sp else self._index.get(p, self.unk_id) for i, p in zip(ids, pieces)]
+        table = self._from_sp
+        return [table[i] for i in self.sp.encode(text)]
 
     def ids_to_tokens(self, ids: Iterable[int]) -> List[str]:
         return [self.token_list[int(i)] for i in ids]

@@ -71,3 +71,15 @@ def test_deterministic_and_skips_when_done(text_file, tmp_path):
 def test_empty_text_is_an_error(tmp_path):
     (tmp_path / "text").write_text("utt1\n")
     assert train_tokenizer.main(["--text", str(tmp_path / "text"), "--out_dir", str(tmp_path / "o")]) == 1
+
+
+def test_pieces_missing_from_tokens_txt_map_to_unk(text_file, tmp_path):
+    out = str(tmp_path / "tok")
+    assert train_tokenizer.main(["--text", text_file, "--out_dir", out, "--nbpe", "30"]) == 0
+    full = Tokenizer.from_dir(out)
+    ids = full.encode(SENTENCES[0])
+    dropped = full.token_list[ids[0]]
+    trimmed = Tokenizer(os.path.join(out, "bpe.model"), [t for t in full.token_list if t != dropped])
+    got = trimmed.encode(SENTENCES[0])
+    assert got[0] == trimmed.unk_id
+    assert trimmed.ids_to_tokens(got) == ["<unk>" if t == dropped else t for t in full.ids_to_tokens(ids)]
