@@ -16,6 +16,10 @@ The corpus is made here: LibriSpeech-like durations (mean 12.3 s, 1-35 s), rando
 compression method 2, as `compress=true`). The arks are read from the page cache
 (they were just written), so disk or network-filesystem bandwidth is not part of it.
 
+Raw input (audio read and fbank computed in the loader) is not timed through the
+loader here; the two steps it adds are, in one process: decoding FLAC (the corpus's
+format, soundfile) and bljust's fbank on the CPU, on speech-like synthetic audio.
+
 The GPU's appetite: test/gpu/RESULTS.md's measured training frames/s of the
 LibriSpeech Conformer when that file has one, else the goal of 40% model FLOPs
 utilisation of an H100 (989 dense bf16 TFLOP/s) divided by the model FLOPs per
@@ -132,6 +136,35 @@ def make_corpus(d: str, n: int) -> dict:
     return frames
 
 
+def raw_audio_rates(d: str, seconds: float) -> dict:
+    """Audio seconds per second of one process for the two steps a raw-input loader adds:
+    decoding the corpus's FLAC (soundfile) and computing fbank on the CPU (bljust's Fbank)."""
+    import soundfile as sf
+
+    from bench_feats import make_corpus
+    from bljust.features.fbank import Fbank
+
+    wav_dir = os.path.join(d, "wav")
+    os.makedirs(wav_dir)
+    audio = make_corpus(wav_dir, seconds)  # speech-like: harmonics with moving pitch, pauses, noise
+    flacs = []
+    for name in sorted(os.listdir(wav_dir)):
+        if name.endswith(".wav"):
+            x, fs = sf.read(os.path.join(wav_dir, name), dtype="int16")
+            flacs.append(os.path.join(wav_dir, name[:-4] + ".flac"))
+            sf.write(flacs[-1], x, fs, subtype="PCM_16")
+    fbank = Fbank()
+    best = {"flac": float("inf"), "fbank": float("inf")}
+    for _ in range(3):  # best of 3: the machine may be shared
+        t, waves = time.perf_counter(), [sf.read(f, dtype="int16")[0] for f in flacs]
+        best["flac"] = min(best["flac"], time.perf_counter() - t)
+        t = time.perf_counter()
+        for i, w in enumerate(waves):
+            fbank(w.astype(np.float32), f"u{i}")
+        best["fbank"] = min(best["fbank"], time.perf_counter() - t)
+    return {k: audio / v for k, v in best.items()}
+
+
 def run(ds: ASRDataset, conf: dict, workers: int, n_batches: int, device: torch.device) -> dict:
     stream = BatchStream(ds, ds.lengths, conf["batching"], seed=0, dist=DistInfo(), num_workers=workers,
                          pin_memory=device.type == "cuda")
@@ -156,6 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--utts", type=int, default=400, help="utterances in the synthetic corpus")
     ap.add_argument("--batches", type=int, default=40, help="batches timed per row (after the first)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
+    ap.add_argument("--raw_seconds", type=float, default=120.0, help="audio for the raw-input rates")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
@@ -180,7 +214,7 @@ def main(argv=None) -> int:
         appetite = goal_appetite
         print(f"no measured GPU training throughput in {os.path.relpath(RESULTS, ROOT)}: "
               "the GPU's appetite is the goal's")
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as d_raw:
         t = time.perf_counter()
         frames = make_corpus(d, a.utts)
         total = sum(frames.values())
@@ -201,7 +235,12 @@ def main(argv=None) -> int:
                       f"({r['frames_s'] / 100:9,.0f} audio-s/s)  = {r['frames_s'] / appetite:5.2f}x one GPU's "
                       f"appetite  (first batch after {r['start_s']:.2f} s, padding {r['padding']:.1%}, "
                       f"{r['batches']} batches)", flush=True)
-    print("raw audio (fbank in the workers): not measured here")
+    raw = raw_audio_rates(d_raw, a.raw_seconds)
+    both = 1 / (1 / raw["flac"] + 1 / raw["fbank"])
+    print(f"raw audio, one process, not through the loader (composed of two measured steps): FLAC decoding "
+          f"{raw['flac']:,.0f} audio-s/s, fbank on the CPU {raw['fbank']:,.0f} audio-s/s; both "
+          f"{both * 100:,.0f} frames/s = {both * 100 / appetite:.2f}x one GPU's appetite; FLAC alone (fbank on the "
+          f"device) {raw['flac'] * 100:,.0f} frames/s = {raw['flac'] * 100 / appetite:.2f}x")
     print(f"goal: >= 2x one GPU's appetite = {2 * appetite:,.0f} frames/s with the workers of {NODE}")
     for name in ("float32", "compressed"):
         one_core = next((r["frames_s"] for n, w, r in rows if n == name and w == 0), None)
@@ -210,6 +249,10 @@ def main(argv=None) -> int:
             print(f"{name + ' ark':16s} one process reads {one_core:,.0f} frames/s: 2x the appetite needs about "
                   f"{need} workers if they scale linearly ({'within' if need <= CORES_PER_GPU else 'beyond'} "
                   f"{CORES_PER_GPU} cores per GPU)")
+    for name, rate in (("raw (CPU fbank)", both * 100), ("raw (GPU fbank)", raw["flac"] * 100)):
+        need = math.ceil(2 * appetite / rate)
+        print(f"{name:16s} one process {rate:,.0f} frames/s: 2x the appetite needs about {need} workers "
+              f"({'within' if need <= CORES_PER_GPU else 'beyond'} {CORES_PER_GPU} cores per GPU)")
     last = max(a.workers)
     best = next(r["frames_s"] for n, w, r in rows if n == "float32" and w == last)
     print(f"loader/GPU: {best / appetite:.2f}")

@@ -54,11 +54,12 @@ def test_the_flop_formula_counts_the_weights_of_the_recipe_model():
 
 
 def test_bench_loader_prints_every_worker_count_beside_the_gpu(tmp_path):
-    out = run("bench_loader.py", "--utts", "30", "--batches", "2", "--workers", "0", "1")
+    out = run("bench_loader.py", "--utts", "30", "--batches", "2", "--workers", "0", "1", "--raw_seconds", "10")
     for name in ("float32 ark", "compressed ark"):
         for w in (0, 1):
             assert f"{name:16s} workers {w}:" in out, out
     assert "one H100 at the 40% MFU goal" in out and out.strip().splitlines()[-1].startswith("loader/GPU: ")
+    assert "FLAC decoding" in out and "raw (CPU fbank)  one process" in out and "raw (GPU fbank)  one process" in out
 
 
 def test_bench_scale_runs_every_step_within_the_goal_on_a_small_directory():
