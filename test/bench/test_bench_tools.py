@@ -70,3 +70,18 @@ def test_bench_scale_runs_every_step_within_the_goal_on_a_small_directory():
         line = next((x for x in out.splitlines() if x.startswith(step)), None)
         assert line is not None and line.rstrip().endswith("ok (goal < 60 s, < 2 GB)"), out
     assert "ASRDataset" in out and out.strip().splitlines()[-1].startswith("worst: ")
+
+
+def test_the_appetite_is_the_largest_measured_training_figure_of_ours(tmp_path, monkeypatch):
+    results = tmp_path / "RESULTS.md"
+    results.write_text(
+        "| `bench_train.py`, LibriSpeech 512x7 Conformer-CTC, bf16 | batch 16x1500: ours 698,819 frames/s, MFU 12.3%; "
+        "torchaudio's Conformer 592,225 frames/s, 10.4%. Batch 64x1500: ours 961,635 frames/s, 16.7%; torchaudio "
+        "979,911, 17.0%. With `torch.compile`: ours 1,274,442 frames/s | MFU >= 40% | not met |\n"
+        "| `bench_bilevel.py` | 2,000,000 frames/s | x | y |\n")
+    monkeypatch.setattr(bench_loader, "RESULTS", str(results))
+    assert bench_loader.measured_appetite()[0] == 1_274_442
+    results.write_text("no GPU figures yet\n")
+    assert bench_loader.measured_appetite()[0] is None
+    monkeypatch.setattr(bench_loader, "RESULTS", str(tmp_path / "missing.md"))
+    assert bench_loader.measured_appetite() == (None, "")
