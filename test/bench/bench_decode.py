@@ -6,8 +6,8 @@ flashlight-text lexicon-free beam search (the peer) on the same posteriors.
 Posteriors are random but peaky like a trained CTC model's (mostly blank, one
 dominant token per frame), 25 frames/s (40 ms after 4x subsampling).
 RTF = decoding time / audio duration. The peer needs the pip package
-flashlight-text (`tools/venv/bin/pip install -c tools/venv/bljust-constraints.txt
-flashlight-text`); without it the peer is skipped with a message.
+flashlight-text (`tools/setup.sh --bench` installs it); without it the peer is
+skipped with a message.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def main() -> None:
         dec, why = peer_decoder(V, a.beam)
         if dec is None:
             print(f"V={V:5d}  torchaudio ctc_decoder (flashlight-text): skipped ({why}); "
-                  "pip install -c tools/venv/bljust-constraints.txt flashlight-text")
+                  "tools/setup.sh --bench installs flashlight-text")
             summary.append(f"V={V} greedy {t_g / audio:.6f} beam {t_b / audio:.6f} peer n/a")
             continue
         peer = []

@@ -5,7 +5,7 @@
 Both sides run in this one process with one thread, on the same WAV files, with the
 same options (80 bins, 25/10 ms, povey, dither 0). Rounds alternate between the two
 and the best round of each is reported, because the machine may be shared. The peer
-needs `pip install kaldi-native-fbank`; without it only our figure is printed.
+needs kaldi-native-fbank (`tools/setup.sh --bench`); without it only our figure is printed.
 Last line: `speedup: X.XX` (ours / kaldi-native-fbank, audio seconds per second).
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main() -> int:
         import kaldi_native_fbank as knf
     except ImportError:
         knf = None
-        print("kaldi-native-fbank is not installed (pip install kaldi-native-fbank): measuring ours only")
+        print("kaldi-native-fbank is not installed (tools/setup.sh --bench installs it): measuring ours only")
     with tempfile.TemporaryDirectory() as d:
         data, out = os.path.join(d, "data"), os.path.join(d, "out")
         os.makedirs(data)
