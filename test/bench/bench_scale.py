@@ -11,13 +11,16 @@ recipe starts it:
   validate    utils/validate_data_dir.sh --no-feats (Kaldi's checks; audio is never opened)
   split       utils/split_data.sh <dir> 32 (whole speakers) and --per-utt 32 (the feature stage's)
   subset      utils/subset_data_dir.sh <dir> 28539 <out> (evenly spread, train-clean-100's size)
+  speed       utils/perturb_data_dir_speed.sh 0.9 and utils/combine_data.sh of the original
+              and the perturbed copy (stage 2; twice the corpus: 562k utterances)
   tokenizer   python -m bljust.bin.train_tokenizer, unigram, 5000 pieces, as stage 5
   filter      python -m bljust.bin.filter_data --subsampling 4 --max_frames 3000 with the
               CTC length check against the new tokenizer (stage 4, plus token lengths)
   dataset     the trainer's start: ASRDataset (tables, every transcript tokenized) and
               the length bucketing of 281k utterances (batch_bins 120000) with an epoch order
 
-Peak memory is each process's maximum resident set (os.wait4's ru_maxrss).
+Peak memory is each process's maximum resident set and CPU time its user + system time
+(os.wait4's rusage): on a shared machine the CPU time is the steadier figure.
 Goal: every step under 60 s and 2 GB. The last line is `worst: <step> X s, Y MiB`.
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ GOAL_S, GOAL_MIB = 60.0, 2048.0
 
 
 def timed(cmd: list, env: dict) -> tuple:
-    """(wall seconds, peak RSS in MiB, output) of one command; exits on failure with its output."""
+    """(wall seconds, CPU seconds, peak RSS in MiB, output) of one command; exits on failure with its output."""
     t = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     out = p.stdout.read()
@@ -49,7 +52,7 @@ def timed(cmd: list, env: dict) -> tuple:
     if p.returncode != 0:
         sys.stdout.write(out.decode(errors="replace")[-3000:])
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}")
-    return dt, usage.ru_maxrss / 1024, out.decode(errors="replace")
+    return dt, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.decode(errors="replace")
 
 
 def dataset_step(data: str, token_dir: str, batch_bins: int) -> None:
@@ -109,6 +112,8 @@ def main(argv=None) -> int:
             (f"split {a.nj} (speakers)", ["bash", "utils/split_data.sh", data, str(a.nj)]),
             (f"split {a.nj} (--per-utt)", ["bash", "utils/split_data.sh", "--per-utt", data, str(a.nj)]),
             ("subset 28539", ["bash", "utils/subset_data_dir.sh", data, "28539", os.path.join(work, "subset")]),
+            ("speed perturb 0.9", ["bash", "utils/perturb_data_dir_speed.sh", "0.9", data, f"{data}_sp0.9"]),
+            ("combine (x1.0 + x0.9)", ["bash", "utils/combine_data.sh", f"{data}_sp", data, f"{data}_sp0.9"]),
             (f"tokenizer (unigram {a.nbpe})", [py, "-m", "bljust.bin.train_tokenizer", "--text", f"{data}/text",
                                                "--token_type", "bpe", "--bpemode", "unigram", "--nbpe",
                                                str(a.nbpe), "--out_dir", tok]),
@@ -119,10 +124,10 @@ def main(argv=None) -> int:
         ]
         rows = []
         for name, cmd in steps:
-            dt, mib, out = timed(cmd, env)
+            dt, cpu, mib, out = timed(cmd, env)
             ok = dt < GOAL_S and mib < GOAL_MIB
             rows.append((name, dt, mib))
-            print(f"{name:26s} {dt:7.1f} s  {mib:7.0f} MiB  {'ok' if ok else 'MISSES the goal'} "
+            print(f"{name:26s} {dt:7.1f} s (cpu {cpu:5.1f} s)  {mib:7.0f} MiB  {'ok' if ok else 'MISSES the goal'} "
                   f"(goal < {GOAL_S:.0f} s, < {GOAL_MIB / 1024:.0f} GB)", flush=True)
             sys.stdout.writelines(line + "\n" for line in out.splitlines() if line.startswith("  "))
         kept = sum(1 for _ in open(os.path.join(work, "filtered", "utt2spk")))

@@ -64,7 +64,8 @@ def test_bench_loader_prints_every_worker_count_beside_the_gpu(tmp_path):
 
 def test_bench_scale_runs_every_step_within_the_goal_on_a_small_directory():
     out = run("bench_scale.py", "--utts", "3000", "--nbpe", "300", "--nj", "4")
-    steps = ["validate", "split 4 (speakers)", "split 4 (--per-utt)", "subset 28539", "tokenizer (unigram 300)",
+    steps = ["validate", "split 4 (speakers)", "split 4 (--per-utt)", "subset 28539", "speed perturb 0.9",
+             "combine (x1.0 + x0.9)", "tokenizer (unigram 300)",
              "filter (+ CTC lengths)", "dataset + batching"]
     for step in steps:
         line = next((x for x in out.splitlines() if x.startswith(step)), None)
