@@ -78,8 +78,10 @@ def dataset_step(data: str, token_dir: str, batch_bins: int) -> None:
     sampler = BucketBatchSampler(batches, seed=0)
     n = sum(len(b) for b in sampler)
     t_b = time.perf_counter() - t
+    padded = sum(max(ds.lengths[k] for k in b) * len(b) for b in batches)
     print(f"  ASRDataset {t_ds:.1f} s ({len(ds)} utterances, {sum(map(len, ds.ids.values())):,} tokens); "
-          f"make_batches + epoch order {t_b:.1f} s ({len(batches)} batches, {n} utterances)")
+          f"make_batches + epoch order {t_b:.1f} s ({len(batches)} batches, {n} utterances, "
+          f"padding {1 - sum(ds.lengths.values()) / padded:.1%} of the padded frames)")
 
 
 def main(argv=None) -> int:
