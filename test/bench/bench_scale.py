@@ -81,7 +81,7 @@ def dataset_step(data: str, token_dir: str, batch_bins: int) -> None:
     padded = sum(max(ds.lengths[k] for k in b) * len(b) for b in batches)
     print(f"  ASRDataset {t_ds:.1f} s ({len(ds)} utterances, {sum(map(len, ds.ids.values())):,} tokens); "
           f"make_batches + epoch order {t_b:.1f} s ({len(batches)} batches, {n} utterances, "
-          f"padding {1 - sum(ds.lengths.values()) / padded:.1%} of the padded frames)")
+          f"padding {1 - sum(ds.lengths.values()) / padded:.2%} of the padded frames)")
 
 
 def main(argv=None) -> int:
