@@ -168,6 +168,8 @@ class Speech2Text:
         floats: [-1, 1]); True: floats already in int16 scale (bljust.features.audio.read_audio).
         """
         x = speech.detach().cpu().numpy() if isinstance(speech, torch.Tensor) else np.asarray(speech)
+        # decided on the input's dtype (a down-mix of int16 samples is float, still int16 scale)
+        scale = 32768.0 if int16_scale is None and np.issubdtype(x.dtype, np.floating) else 1.0
         if x.ndim == 2:
             if x.shape[0] < x.shape[1]:
                 x = x.T
@@ -176,9 +178,6 @@ class Speech2Text:
             x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
         elif x.ndim != 1:
             raise ValueError(f"{name}: audio must be (samples,) or (samples, channels), got shape {x.shape}")
-        scale = 1.0
-        if int16_scale is None and np.issubdtype(x.dtype, np.floating):
-            scale = 32768.0
         x = x.astype(np.float32) * np.float32(scale)
         if sample_rate != self.sample_rate:
             from bljust.features.audio import resample

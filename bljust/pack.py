@@ -201,10 +201,27 @@ def _results_lines(exp_dir: str) -> str:
     return open(p, encoding="utf-8").read() if os.path.isfile(p) else ""
 
 
-def model_card(tag: str, config: Dict[str, Any], opts: FbankOptions, results: str, vocab: int) -> str:
-    import re
+def wer_rows(results: str) -> list:
+    """(dataset, WER) rows of the "### WER" tables of a RESULTS.md written by bljust.bin.make_results."""
+    rows, metric, err_col = [], None, None
+    for line in results.splitlines():
+        if line.startswith("#"):
+            metric, err_col = line.lstrip("#").strip().upper(), None
+        elif line.startswith("|") and metric == "WER":
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells[0] == "dataset" and "Err" in cells:
+                err_col = cells.index("Err")
+            elif err_col is not None and not set(cells[0]) <= set("-:"):
+                try:
+                    rows.append((cells[0], float(cells[err_col])))
+                except (ValueError, IndexError):
+                    pass
+    return rows
 
-    wers = [float(m) for m in re.findall(r"\|\s*[\w/.-]*test[\w/.-]*\s*\|(?:[^|\n]*\|){0,3}?\s*([0-9.]+)\s*\|", results)]
+
+def model_card(tag: str, config: Dict[str, Any], opts: FbankOptions, results: str, vocab: int) -> str:
+    rows = wer_rows(results)
+    wers = [w for name, w in rows if "test" in name] or [w for _, w in rows]
     enc = config.get("encoder") or {}
     method = "BL-JUST (bilevel joint unsupervised and supervised training)" if config.get("bilevel") else \
         "supervised CTC training"

@@ -64,7 +64,7 @@ def write_data_dir(d: str, texts: dict, waves: dict) -> None:
             f.writelines(f"{k} {rows[k]}\n" for k in keys)
 
 
-def build_experiment(root: str, epochs: int = 12) -> str:
+def build_experiment(root: str, epochs: int = 14) -> str:
     """Writes <root>/exp/asr_tones (model.pth, config.yaml, fbank.yaml, RESULTS.md) and its data; returns the exp dir.
 
     The layout is a recipe's: config token_dir is relative to <root> (data/token_list/char).
@@ -102,6 +102,7 @@ def build_experiment(root: str, epochs: int = 12) -> str:
     with open(os.path.join(exp, "fbank.yaml"), "w") as f:
         yaml.safe_dump(FBANK, f)
     with open(os.path.join(exp, "RESULTS.md"), "w") as f:
-        f.write("## asr_tones\n\n|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|\n|---|---|---|---|---|---|---|---|---|\n"
-                "|decode/test|16|32|100.0|0.0|0.0|0.0|0.0|0.0|\n")
+        f.write("# RESULTS\n\n## asr_tones\n\n### WER\n\n|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n|decode/dev|24|48|97.9|2.1|0.0|0.0|2.1|4.2|\n"
+                "|decode/test|16|32|96.9|3.1|0.0|0.0|3.1|6.2|\n")
     return exp
