@@ -148,6 +148,7 @@ def test_default_run_packs_both_models_and_transcribes_a_test_recording(tiny_run
     printed = [line for line in p.stdout.splitlines() if line.startswith(key + " ") or line == key]
     assert len(printed) == 2
     # a copy in a fresh folder (no recipe, no exp dir) gives the recipe's own decoding of that utterance
+    monkeypatch.chdir(d)  # wav.scp paths are relative to the recipe folder
     x, rate = read_audio(spec)
     monkeypatch.chdir(tmp_path)
     for z, line in zip(zips, printed):
