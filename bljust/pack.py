@@ -114,7 +114,9 @@ def load_packed_dir(d: str) -> Tuple[torch.nn.Module, Any, FbankOptions, Dict[st
     model = _build_model(config, os.path.join(d, "config.yaml"))
     _load_state(model, load_file(weights), weights)
     opts = FbankOptions.from_dict(_read_yaml(os.path.join(d, "fbank.yaml")))
-    return model, Tokenizer.from_dir(d), _checked_opts(opts, model, os.path.join(d, "fbank.yaml")), config
+    tokenizer = Tokenizer.from_dir(d)
+    check_tokens(config, d, tokenizer.vocab_size, weights)
+    return model, tokenizer, _checked_opts(opts, model, os.path.join(d, "fbank.yaml")), config
 
 
 def _checked_opts(opts: FbankOptions, model: torch.nn.Module, what: str) -> FbankOptions:
@@ -141,18 +143,50 @@ def find_token_dir(exp_dir: str, config: Dict[str, Any], token_dir: Optional[str
                          f"{', '.join(cands)}; pass --token_dir)")
 
 
+def recorded_features(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The feature setup training recorded in config.yaml (model_info.features): fs, fbank, cmvn_type."""
+    return dict((config.get("model_info") or {}).get("features") or {})
+
+
 def fbank_options(exp_dir: str, config: Dict[str, Any], fbank_conf: Optional[str], fs: Optional[int] = None
                   ) -> FbankOptions:
-    """--fbank_conf, else the exp dir's fbank.yaml, else the defaults at fs (config's fs, else 16 kHz)."""
+    """The model's fbank options: those its config.yaml records (model_info.features), else --fbank_conf,
+    else the exp dir's fbank.yaml, else the defaults at fs (16 kHz). An --fbank_conf or --fs that
+    contradicts the recorded setup is refused."""
+    feats = recorded_features(config)
+    recorded = feats.get("fbank") is not None or feats.get("fs") is not None
     path = fbank_conf or (os.path.join(exp_dir, "fbank.yaml") if os.path.isfile(os.path.join(exp_dir, "fbank.yaml"))
                           else None)
-    conf = dict(_read_yaml(path)) if path else {}
-    rate = fs or conf.get("sample_rate") or config.get("fs") or 16000
+    given = dict(_read_yaml(path)) if path else {}
+    conf = dict(feats.get("fbank") or {}) if recorded else given
+    rate = conf.get("sample_rate") or feats.get("fs") or fs or given.get("sample_rate") or config.get("fs") or 16000
     conf["sample_rate"] = int(rate)
     try:
-        return FbankOptions.from_dict(conf)
+        opts = FbankOptions.from_dict(conf)
+        if recorded and (fbank_conf or fs):
+            mine = FbankOptions.from_dict(dict(given, sample_rate=int(fs or given.get("sample_rate") or rate)))
+            if mine != opts:
+                diff = [f"{k} {v!r} (model: {getattr(opts, k)!r})" for k, v in dataclasses.asdict(mine).items()
+                        if getattr(opts, k) != v]
+                raise ModelLoadError(f"{fbank_conf or 'fbank options'}: {', '.join(diff[:4])}: not the features "
+                                     f"{os.path.join(exp_dir, 'config.yaml')} records for the model")
     except (TypeError, ValueError) as e:
-        raise ModelLoadError(f"{path or 'fbank options'}: {e}") from None
+        raise ModelLoadError(f"{path or os.path.join(exp_dir, 'config.yaml')}: {e}") from None
+    cmvn_type = feats.get("cmvn_type") or "global"
+    if cmvn_type != "global":
+        raise ModelLoadError(f"{os.path.join(exp_dir, 'config.yaml')}: the model was trained on features with "
+                             f"cmvn_type {cmvn_type}; Speech2Text applies only the global CMVN held in the model")
+    return opts
+
+
+def check_tokens(config: Dict[str, Any], token_dir: str, vocab_size: int, model_file: str) -> None:
+    """The token list must be the one training recorded (size and sha256, when recorded)."""
+    from bljust.utils.model_info import ModelMismatchError, check_token_list
+
+    try:
+        check_token_list(config.get("model_info") or {}, token_dir, vocab_size, model_file)
+    except ModelMismatchError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def load_experiment(exp_dir: str, token_dir: Optional[str] = None, fbank_conf: Optional[str] = None,
@@ -168,7 +202,10 @@ def load_experiment(exp_dir: str, token_dir: Optional[str] = None, fbank_conf: O
     model = _build_model(config, config_file)
     _load_state(model, load_experiment_weights(model_file), model_file)
     opts = _checked_opts(fbank_options(exp_dir, config, fbank_conf), model, fbank_conf or exp_dir)
-    return model, Tokenizer.from_dir(find_token_dir(exp_dir, config, token_dir)), opts, config
+    tdir = find_token_dir(exp_dir, config, token_dir)
+    tokenizer = Tokenizer.from_dir(tdir)
+    check_tokens(config, tdir, tokenizer.vocab_size, model_file)
+    return model, tokenizer, opts, config
 
 
 def load_model_dir(path: str, token_dir: Optional[str] = None, fbank_conf: Optional[str] = None

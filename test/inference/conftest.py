@@ -19,6 +19,5 @@ def tones_zip(tones_exp, tmp_path_factory):
 
     root, exp = tones_exp
     out = os.path.join(str(tmp_path_factory.mktemp("packed")), "asr_tones.zip")
-    assert main(["--exp_dir", exp, "--out", out, "--token_dir", os.path.join(root, "data/token_list/char"),
-                 "--fbank_conf", os.path.join(exp, "fbank.yaml")]) == 0
+    assert main(["--exp_dir", exp, "--out", out, "--token_dir", os.path.join(root, "data/token_list/char")]) == 0
     return out

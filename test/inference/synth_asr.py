@@ -65,7 +65,7 @@ def write_data_dir(d: str, texts: dict, waves: dict) -> None:
 
 
 def build_experiment(root: str, epochs: int = 14) -> str:
-    """Writes <root>/exp/asr_tones (model.pth, config.yaml, fbank.yaml, RESULTS.md) and its data; returns the exp dir.
+    """Writes <root>/exp/asr_tones (model.pth, config.yaml, RESULTS.md) and its data; returns the exp dir.
 
     The layout is a recipe's: config token_dir is relative to <root> (data/token_list/char).
     """
@@ -79,6 +79,9 @@ def build_experiment(root: str, epochs: int = 14) -> str:
         texts = {f"{name}{i:03d}": random_text(rng, int(rng.integers(1, 4))) for i in range(n)}
         waves = {k: synth(t, rng) for k, t in texts.items()}
         write_data_dir(os.path.join(root, "dump", name), texts, waves)
+    with open(os.path.join(root, "dump", "train", "feats_conf.yaml"), "w") as f:  # as the feature stage records it
+        yaml.safe_dump({"feature": "fbank", "fs": FS, "feat_dim": FBANK["num_mel_bins"], "cmvn_type": "global",
+                        "fbank": dict(FBANK, sample_rate=FS)}, f)
     write_global(os.path.join(root, "dump", "cmvn.ark"),
                  compute_stats(os.path.join(root, "dump", "train", "feats.scp"))["global"])
     tok = os.path.join(root, "data", "token_list", "char")
@@ -99,8 +102,6 @@ def build_experiment(root: str, epochs: int = 14) -> str:
         train(conf)
     finally:
         os.chdir(cwd)
-    with open(os.path.join(exp, "fbank.yaml"), "w") as f:
-        yaml.safe_dump(FBANK, f)
     with open(os.path.join(exp, "RESULTS.md"), "w") as f:
         f.write("# RESULTS\n\n## asr_tones\n\n### WER\n\n|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|\n"
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n|decode/dev|24|48|97.9|2.1|0.0|0.0|2.1|4.2|\n"

@@ -144,7 +144,7 @@ def test_pack_refuses_bad_input(tones_exp, tmp_path):
     root, exp = tones_exp
     assert main(["--exp_dir", str(tmp_path / "nope"), "--out", str(tmp_path / "x.zip")]) != 0
     assert main(["--exp_dir", exp, "--out", str(tmp_path / "x.tar")]) != 0
-    # features of another size than the model's input: refused, not packed
+    # fbank options that contradict the ones training recorded: refused, not packed
     (tmp_path / "fbank80.yaml").write_text("num_mel_bins: 80\n")
     assert main(["--exp_dir", exp, "--out", str(tmp_path / "y.zip"), "--token_dir",
                  os.path.join(root, "data/token_list/char"), "--fbank_conf", str(tmp_path / "fbank80.yaml")]) != 0

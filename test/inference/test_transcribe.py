@@ -161,6 +161,12 @@ def test_bad_inputs_fail_with_one_line_naming_the_file(tones_exp, audio_files, t
     shutil.copytree(exp, no_config, symlinks=False, ignore=shutil.ignore_patterns("config.yaml", "images"))
     no_tokens = tmp_path / "no_tokens"  # a copy outside its recipe: config token_dir cannot be found
     shutil.copytree(exp, no_tokens, symlinks=False, ignore=shutil.ignore_patterns("images"))
+    other_tokens = tmp_path / "other_tokens"  # the same tokens in another order: another model's list
+    shutil.copytree(os.path.join(tones_exp[0], "data/token_list/char"), other_tokens)
+    lines = (other_tokens / "tokens.txt").read_text().splitlines()
+    (other_tokens / "tokens.txt").write_text("\n".join(lines[:2] + lines[2:][::-1]) + "\n")
+    p = _cli("--model", exp, "--token_dir", str(other_tokens), files["u16"])
+    assert p.returncode != 0 and "is not the token list" in p.stderr and "Traceback" not in p.stderr, p.stderr
     cases = [((exp, str(tmp_path / "missing.wav")), "missing.wav"),
              ((exp, str(garbage)), "garbage.wav"),
              ((str(tmp_path / "no_such_model"), files["u16"]), "no_such_model"),
