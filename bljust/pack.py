@@ -4,7 +4,8 @@ A packed model is a flat folder (or the same files in a .zip), the layout a mode
   model.safetensors  averaged weights (safetensors cannot carry code)
   config.yaml        the resolved training config
   tokens.txt, bpe.model   the token list and its SentencePiece model
-  fbank.yaml         the fbank options the features were computed with (sample rate included)
+  fbank.yaml         the fbank options the features were computed with (sample rate included;
+                     from the config's model_info.features when training recorded them)
   cmvn.yaml          the global CMVN mean / inverse std (also buffers in the weights), for readers
   RESULTS.md         the experiment's scoring summary
   README.md          the model card

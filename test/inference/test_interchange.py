@@ -34,7 +34,7 @@ def test_documented_state_dict_names_are_the_models():
 
 def test_doc_code_loads_the_packed_encoder_in_plain_pytorch(tones_zip, tmp_path):
     from bljust.features.fbank import Fbank
-    from synth_asr import FS, random_text, synth
+    from synth_asr import random_text, synth
 
     packed_dir = str(tmp_path / "unpacked")
     with zipfile.ZipFile(tones_zip) as z:
