@@ -129,6 +129,9 @@ class Speech2Text:
                  chunk_s: float = 30.0, overlap_s: float = 4.0, batch_size: int = 8, source: str = "") -> None:
         if decode_method not in ("greedy", "beam"):
             raise ValueError(f"decode_method {decode_method!r}: greedy or beam")
+        if min(beam_size, nbest, batch_size) < 1 or chunk_s <= 0:
+            raise ValueError(f"beam_size {beam_size}, nbest {nbest}, batch_size {batch_size} must be >= 1 and "
+                             f"chunk_s {chunk_s} > 0")
         if nbest > 1 and decode_method == "greedy":
             raise ValueError("nbest > 1 needs decode_method='beam'")
         if nbest > beam_size:

@@ -164,13 +164,16 @@ def fbank_options(exp_dir: str, config: Dict[str, Any], fbank_conf: Optional[str
     conf["sample_rate"] = int(rate)
     try:
         opts = FbankOptions.from_dict(conf)
-        if recorded and (fbank_conf or fs):
-            mine = FbankOptions.from_dict(dict(given, sample_rate=int(fs or given.get("sample_rate") or rate)))
-            if mine != opts:
-                diff = [f"{k} {v!r} (model: {getattr(opts, k)!r})" for k, v in dataclasses.asdict(mine).items()
-                        if getattr(opts, k) != v]
-                raise ModelLoadError(f"{fbank_conf or 'fbank options'}: {', '.join(diff[:4])}: not the features "
-                                     f"{os.path.join(exp_dir, 'config.yaml')} records for the model")
+        where = os.path.join(exp_dir, "config.yaml")
+        if recorded and fs and int(fs) != opts.sample_rate:
+            raise ModelLoadError(f"--fs {fs}: the model's features are at {opts.sample_rate} Hz ({where} records it)")
+        if recorded and fbank_conf:
+            mine = FbankOptions.from_dict(dict(given, sample_rate=int(given.get("sample_rate") or opts.sample_rate)))
+            diff = [f"{k} {v!r} (model: {getattr(opts, k)!r})" for k, v in dataclasses.asdict(mine).items()
+                    if getattr(opts, k) != v]
+            if diff:
+                raise ModelLoadError(f"{fbank_conf}: {', '.join(diff[:4])}: not the features {where} records "
+                                     "for the model")
     except (TypeError, ValueError) as e:
         raise ModelLoadError(f"{path or os.path.join(exp_dir, 'config.yaml')}: {e}") from None
     cmvn_type = feats.get("cmvn_type") or "global"

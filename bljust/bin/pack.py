@@ -13,7 +13,21 @@ import logging
 import sys
 from typing import List, Optional
 
+from typeguard import typechecked
+
 from bljust.utils.log import setup_logging
+
+
+@typechecked
+def run_pack(exp_dir: str, out: str, token_dir: Optional[str], fbank_conf: Optional[str], fs: Optional[int],
+             model_file: str) -> str:
+    from bljust.pack import pack_experiment
+
+    if not out.endswith(".zip"):
+        raise ValueError(f"--out {out}: the archive name must end in .zip")
+    if fs is not None and fs <= 0:
+        raise ValueError(f"--fs {fs}: a sample rate is positive")
+    return pack_experiment(exp_dir, out, token_dir, fbank_conf, fs, model_file)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -22,19 +36,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", required=True, help="the archive to write (.zip)")
     p.add_argument("--model_file", default="model.pth", help="the model in exp_dir to pack (default: the average)")
     p.add_argument("--token_dir", default=None, help="default: the config's token_dir")
-    p.add_argument("--fbank_conf", default=None, help="fbank YAML the features were made with (default: defaults)")
-    p.add_argument("--fs", type=int, default=None, help="sample rate of the features (default: fbank YAML, 16000)")
+    p.add_argument("--fbank_conf", default=None, help="fbank YAML the features were made with (default: what the "
+                   "config records, else exp_dir/fbank.yaml, else the defaults)")
+    p.add_argument("--fs", type=int, default=None, help="sample rate of the features (default: as recorded, else 16000)")
     p.add_argument("--verbose", type=int, default=1)
     a = p.parse_args(argv)
     setup_logging(a.verbose)
     from bljust.inference import ModelLoadError
-    from bljust.pack import pack_experiment
 
-    if not a.out.endswith(".zip"):
-        logging.error("--out %s: the archive name must end in .zip", a.out)
-        return 1
     try:
-        pack_experiment(a.exp_dir, a.out, a.token_dir, a.fbank_conf, a.fs, a.model_file)
+        run_pack(a.exp_dir, a.out, a.token_dir, a.fbank_conf, a.fs, a.model_file)
     except (ModelLoadError, FileNotFoundError, ValueError, OSError) as e:
         logging.error("%s", " ".join(str(e).split()))
         return 1

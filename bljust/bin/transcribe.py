@@ -14,6 +14,8 @@ import logging
 import sys
 from typing import List, Optional, Tuple
 
+from typeguard import typechecked
+
 from bljust.utils.fileio import FormatError, iter_table, write_table
 from bljust.utils.log import setup_logging
 
@@ -33,11 +35,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap_s", type=float, default=4.0, help="overlap between chunks (half is context per side)")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--token_dir", default=None, help="experiment folders: token list (default: config's token_dir)")
-    p.add_argument("--fbank_conf", default=None, help="experiment folders: fbank YAML (default: defaults)")
+    p.add_argument("--fbank_conf", default=None, help="experiment folders trained before the feature setup was "
+                   "recorded: their fbank YAML (default: the defaults)")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
 
+@typechecked
 def _inputs(files: List[str], wav_scp: Optional[str]) -> List[Tuple[str, str]]:
     items = [(f, f) for f in files]
     if wav_scp:

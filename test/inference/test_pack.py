@@ -149,3 +149,10 @@ def test_pack_refuses_bad_input(tones_exp, tmp_path):
     assert main(["--exp_dir", exp, "--out", str(tmp_path / "y.zip"), "--token_dir",
                  os.path.join(root, "data/token_list/char"), "--fbank_conf", str(tmp_path / "fbank80.yaml")]) != 0
     assert not os.path.exists(tmp_path / "y.zip")
+    tok = ["--token_dir", os.path.join(root, "data/token_list/char")]
+    assert main(["--exp_dir", exp, "--out", str(tmp_path / "z.zip"), "--fs", "8000"] + tok) != 0  # not its rate
+    # the recipe passes its --fs (and --fbank_conf when it has one): agreeing with the record is fine
+    assert main(["--exp_dir", exp, "--out", str(tmp_path / "z.zip"), "--fs", str(FS)] + tok) == 0
+    (tmp_path / "fbank40.yaml").write_text("num_mel_bins: 40\n")
+    assert main(["--exp_dir", exp, "--out", str(tmp_path / "w.zip"), "--fbank_conf", str(tmp_path / "fbank40.yaml")]
+                + tok) == 0
