@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import yaml
 
 FS = 16000
 LETTERS = "abcde"
@@ -71,6 +70,8 @@ def build_experiment(root: str, epochs: int = 14) -> str:
     """
     from bljust.bin.train_tokenizer import train_tokenizer
     from bljust.features.cmvn import compute_stats, write_global
+    from bljust.features.extract import write_feats_conf
+    from bljust.features.fbank import FbankOptions
     from bljust.train.config import load_config
     from bljust.train.trainer import train
 
@@ -79,9 +80,8 @@ def build_experiment(root: str, epochs: int = 14) -> str:
         texts = {f"{name}{i:03d}": random_text(rng, int(rng.integers(1, 4))) for i in range(n)}
         waves = {k: synth(t, rng) for k, t in texts.items()}
         write_data_dir(os.path.join(root, "dump", name), texts, waves)
-    with open(os.path.join(root, "dump", "train", "feats_conf.yaml"), "w") as f:  # as the feature stage records it
-        yaml.safe_dump({"feature": "fbank", "fs": FS, "feat_dim": FBANK["num_mel_bins"], "cmvn_type": "global",
-                        "fbank": dict(FBANK, sample_rate=FS)}, f)
+    # the feature setup, recorded as the feature stage does; training copies it into model_info
+    write_feats_conf(os.path.join(root, "dump", "train"), FbankOptions.from_dict(FBANK), False, "global")
     write_global(os.path.join(root, "dump", "cmvn.ark"),
                  compute_stats(os.path.join(root, "dump", "train", "feats.scp"))["global"])
     tok = os.path.join(root, "data", "token_list", "char")
