@@ -19,6 +19,8 @@ setup(
         "typeguard>=4",
         "humanfriendly>=10",
         "soundfile>=0.12",
+        # packed models hold their weights as safetensors: a format that cannot carry code
+        "safetensors>=0.4",
     ],
     extras_require={"test": ["pytest"]},
 )

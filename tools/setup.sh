@@ -146,7 +146,7 @@ if [ ! -d "${purelib}/torchaudio" ] && ! "${vpy}" -c 'import torchaudio' 2>/dev/
 fi
 ${dry_run} || "${vpy}" "${tools_dir}/installers/fix_torchaudio_cpu.py"
 
-pip_install numpy kaldiio sentencepiece pyyaml typeguard humanfriendly soundfile tqdm pytest
+pip_install numpy kaldiio sentencepiece pyyaml typeguard humanfriendly soundfile safetensors tqdm pytest
 # Triton: the fused soft-DTW kernels on CUDA, and (its interpreter) their tests on CPU. A CUDA
 # torch brings the triton it was built with: never replace that one.
 "${vpy}" -c 'import triton' 2>/dev/null || pip_install triton
@@ -167,7 +167,7 @@ if ${bench}; then
 fi
 
 ${dry_run} && exit 0
-"${vpy}" -c 'import torch, torchaudio, kaldiio, sentencepiece, yaml, typeguard, humanfriendly, soundfile, numpy, bljust' \
+"${vpy}" -c 'import torch, torchaudio, kaldiio, sentencepiece, yaml, typeguard, humanfriendly, soundfile, safetensors, numpy, bljust' \
   || die "the venv does not import everything bljust needs; see the messages above"
 fingerprint > "${stamp}"
 log "done: $("${vpy}" -c 'import torch, torchaudio; print("torch", torch.__version__, "torchaudio", torchaudio.__version__)'), sclite at tools/sctk/bin/sclite"

@@ -129,3 +129,34 @@ def test_comparison_stage_rejects_a_malformed_sweep_entry(tiny_run):
     assert "'bilevel.k' in --compare_configs entry" in p.stderr
     p = run(d, *TINY, "--stage", "9", "--stop_stage", "9", "--compare_configs", "conf/nope.yaml", check=False)
     assert p.returncode != 0 and "conf/nope.yaml" in p.stderr and "does not exist" in p.stderr
+
+
+def test_default_run_packs_both_models_and_transcribes_a_test_recording(tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+
+    from bljust import Speech2Text
+    from bljust.features.audio import read_audio
+    from bljust.utils.fileio import read_table
+
+    d, p = tiny_run
+    exp = os.path.join(d, "exp")
+    zips = [os.path.join(exp, t, "packed", f"{t}.zip") for t in ("asr_train_tiny", "asr_train_bljust_tiny")]
+    assert all(os.path.isfile(z) for z in zips), os.listdir(exp)
+    assert p.stdout.count("transcribed with") == 2
+    key, spec = next(iter(read_table(os.path.join(d, "data", "test", "wav.scp")).items()))
+    printed = [line for line in p.stdout.splitlines() if line.startswith(key + " ") or line == key]
+    assert len(printed) == 2
+    # a copy in a fresh folder (no recipe, no exp dir) gives the recipe's own decoding of that utterance
+    monkeypatch.chdir(d)  # wav.scp paths are relative to the recipe folder
+    x, rate = read_audio(spec)
+    monkeypatch.chdir(tmp_path)
+    for z, line in zip(zips, printed):
+        shutil.copy(z, tmp_path / "m.zip")
+        recipe_hyp = read_table(os.path.join(os.path.dirname(os.path.dirname(z)), "decode_beam4_model", "test", "text"),
+                                allow_empty_value=True)[key]
+        asr = Speech2Text.from_pretrained("m.zip", decode_method="beam", beam_size=4)
+        assert asr.prepare(x, rate, key, int16_scale=True).shape == x.shape
+        assert asr.transcribe([x])[0][0][0] == recipe_hyp
+        greedy = Speech2Text.from_pretrained("m.zip")
+        assert line == f"{key} {greedy.transcribe([x])[0][0][0]}".rstrip()

@@ -16,6 +16,7 @@
 #   7  decoding                        exp/asr_<tag>/decode_<inference_tag>/<set>
 #   8  scoring with sclite             .../score_{wer,cer,ter}/result.txt, exp/RESULTS.md
 #   9  comparison (optional)           exp/compare/p<passes>/<config>, exp/compare/RESULTS.md
+#  10  packing (optional)              exp/asr_<tag>/packed/asr_<tag>.zip (bljust.bin.pack)
 #
 # A stage that is run again skips what is done. Stage 3's marker (dump/fbank/org/<set>/.done)
 # and stage 5's (data/token_list/<tag>/train_tokenizer.json) record what they were computed
@@ -97,7 +98,7 @@ and every option's default. Common: --stage N --stop_stage N --nj N --ngpu N --f
 . utils/parse_options.sh
 
 [ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 2; }
-last_stage=9
+last_stage=10
 for _opt in stage stop_stage; do
   [[ ${!_opt} =~ ^[0-9]+$ ]] || { log "--${_opt} must be a stage number (1..${last_stage}), got '${!_opt}'"; exit 2; }
 done
@@ -290,8 +291,8 @@ score_one() {  # score_one <exp dir>
   ${python} -m bljust.bin.make_results "${exp}"
 }
 
-if stage_on 6 || stage_on 7 || stage_on 8; then
-  [ -n "${asr_configs}" ] || { log "--asr_config (or --asr_configs) is required for stages 6-8"; exit 2; }
+if stage_on 6 || stage_on 7 || stage_on 8 || stage_on 10; then
+  [ -n "${asr_configs}" ] || { log "--asr_config (or --asr_configs) is required for stages 6-8 and 10"; exit 2; }
 fi
 
 if stage_on 6; then
@@ -344,6 +345,15 @@ if stage_on 9; then
   ${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" \
     --out "${expdir}/compare/RESULTS.md" "${tags[@]}"
   cat "${expdir}/compare/RESULTS.md"
+fi
+
+if stage_on 10; then
+  log "Stage 10: packing ${inference_model} of each experiment (weights, config, tokens, features, results)"
+  for cfg in ${asr_configs}; do
+    exp=$(exp_of "${cfg}")
+    ${python} -m bljust.bin.pack --exp_dir "${exp}" --model_file "${inference_model}" --token_dir "${token_dir}" \
+      --fs "${fs}" "${fbank_opt[@]}" --out "${exp}/packed/$(basename "${exp}").zip"
+  done
 fi
 
 log "Successfully finished stages ${stage}..${stop_stage} [elapsed ${SECONDS}s]"

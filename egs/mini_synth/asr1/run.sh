@@ -9,18 +9,37 @@
 # BL-JUST with BEST-RQ and CPC lower levels, tabulated in exp/compare/RESULTS.md
 # (about an hour on 2 cores). RESULTS.md beside this file has the measured tables and
 # the sweep over gamma_max, K, the phase split and the joint-step variant.
+# A run that scored (stage 8) then packs both models (stage 10) and transcribes one test
+# recording with each packed model, as a demonstration of bljust.bin.transcribe.
 # Any option of asr.sh may follow, e.g. --stage 6 or --local_data_opts "--tiny true".
 set -euo pipefail
 
-./asr.sh \
-  --train_set train \
-  --unlab_set train_unlab \
-  --valid_set dev \
-  --test_sets "test" \
-  --local_data_opts "--nj 2" \
-  --nj 2 --inference_nj 2 \
-  --token_type bpe --bpemode unigram --nbpe 128 \
-  --asr_configs "conf/train_supervised.yaml conf/train_bljust.yaml" \
-  --compare_configs "conf/tuning/train_suponly_small.yaml conf/tuning/train_ptft_bestrq_small.yaml conf/tuning/train_multitask_bestrq_small.yaml conf/tuning/train_multitask_cpc_small.yaml conf/tuning/train_bljust_bestrq_small.yaml conf/tuning/train_bljust_cpc_small.yaml" \
-  --compare_passes 1200 \
-  "$@"
+opts=(
+  --train_set train
+  --unlab_set train_unlab
+  --valid_set dev
+  --test_sets "test"
+  --local_data_opts "--nj 2"
+  --nj 2 --inference_nj 2
+  --token_type bpe --bpemode unigram --nbpe 128
+  --asr_configs "conf/train_supervised.yaml conf/train_bljust.yaml"
+  --compare_configs "conf/tuning/train_suponly_small.yaml conf/tuning/train_ptft_bestrq_small.yaml conf/tuning/train_multitask_bestrq_small.yaml conf/tuning/train_multitask_cpc_small.yaml conf/tuning/train_bljust_bestrq_small.yaml conf/tuning/train_bljust_cpc_small.yaml"
+  --compare_passes 1200
+)
+./asr.sh "${opts[@]}" "$@"
+
+# The demonstration after scoring: pack each model, transcribe the first test recording.
+stage=1 stop_stage=8
+args=("$@")
+for ((i = 0; i < ${#args[@]} - 1; i++)); do
+  case ${args[i]} in --stage) stage=${args[i + 1]} ;; --stop_stage) stop_stage=${args[i + 1]} ;; esac
+done
+if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+  ./asr.sh "${opts[@]}" "$@" --stage 10 --stop_stage 10
+  . ./path.sh
+  head -n 1 data/test/wav.scp > exp/demo_wav.scp
+  for zip in exp/asr_*/packed/*.zip; do
+    echo "transcribed with ${zip}:"
+    python -m bljust.bin.transcribe --model "${zip}" --wav_scp exp/demo_wav.scp
+  done
+fi
