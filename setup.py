@@ -21,6 +21,8 @@ setup(
         "soundfile>=0.12",
         # packed models hold their weights as safetensors: a format that cannot carry code
         "safetensors>=0.4",
+        "matplotlib>=3.5",
+        "tensorboard>=2.10",
     ],
     extras_require={"test": ["pytest"]},
 )

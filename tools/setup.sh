@@ -59,7 +59,7 @@ fingerprint() {
 }
 all_present() {
   [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "$(fingerprint)" ] || return 1
-  "${venv}/bin/python" -c 'import torch, torchaudio, kaldiio, sentencepiece, yaml, typeguard, humanfriendly, soundfile, numpy, pytest, bljust' 2>/dev/null || return 1
+  "${venv}/bin/python" -c 'import torch, torchaudio, kaldiio, sentencepiece, yaml, typeguard, humanfriendly, soundfile, numpy, matplotlib, tensorboard, pytest, bljust' 2>/dev/null || return 1
   [ -x "${tools_dir}/sctk/bin/sclite" ] || return 1
   command -v espeak-ng >/dev/null && command -v sox >/dev/null || return 1
 }
@@ -146,7 +146,8 @@ if [ ! -d "${purelib}/torchaudio" ] && ! "${vpy}" -c 'import torchaudio' 2>/dev/
 fi
 ${dry_run} || "${vpy}" "${tools_dir}/installers/fix_torchaudio_cpu.py"
 
-pip_install numpy kaldiio sentencepiece pyyaml typeguard humanfriendly soundfile safetensors tqdm pytest
+# matplotlib: loss/CER/f-g curves next to the model; tensorboard: event files for `tensorboard --logdir exp`
+pip_install numpy kaldiio sentencepiece pyyaml typeguard humanfriendly soundfile safetensors tqdm matplotlib tensorboard pytest
 # Triton: the fused soft-DTW kernels on CUDA, and (its interpreter) their tests on CPU. A CUDA
 # torch brings the triton it was built with: never replace that one.
 "${vpy}" -c 'import triton' 2>/dev/null || pip_install triton
@@ -167,7 +168,7 @@ if ${bench}; then
 fi
 
 ${dry_run} && exit 0
-"${vpy}" -c 'import torch, torchaudio, kaldiio, sentencepiece, yaml, typeguard, humanfriendly, soundfile, safetensors, numpy, bljust' \
+"${vpy}" -c 'import torch, torchaudio, kaldiio, sentencepiece, yaml, typeguard, humanfriendly, soundfile, safetensors, numpy, matplotlib, tensorboard, bljust' \
   || die "the venv does not import everything bljust needs; see the messages above"
 fingerprint > "${stamp}"
 log "done: $("${vpy}" -c 'import torch, torchaudio; print("torch", torch.__version__, "torchaudio", torchaudio.__version__)'), sclite at tools/sctk/bin/sclite"

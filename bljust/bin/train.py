@@ -35,7 +35,7 @@ def _worker(rank: int, config: Dict[str, Any], world_size: int, port: int, verbo
             resume: bool) -> None:
     os.environ.update(D.spawn_env(port))
     setup_logging(verbose if rank == 0 else 0)
-    from bljust.train.trainer import train
+    from bljust.train.run import train
 
     train(config, D.DistInfo(rank, rank, world_size), tokenizer, resume)
 
@@ -44,7 +44,7 @@ def _worker(rank: int, config: Dict[str, Any], world_size: int, port: int, verbo
 def run(config: Dict[str, Any], verbose: int = 1, tokenizer: Any = None, resume: bool = True) -> None:
     """Starts training in this process or in `world_size` spawned ones (tokenizer: for tests),
     holding the output folder's lock (rank 0 under torchrun / srun) while it runs."""
-    from bljust.train.trainer import check_device
+    from bljust.train.run import check_device
 
     check_device(config)
     env = D.env_dist_info()
@@ -60,7 +60,7 @@ def _run(config: Dict[str, Any], verbose: int, tokenizer: Any, resume: bool, env
     ngpu = int(config.get("ngpu", 0))
     world = ngpu if ngpu > 1 else int(config.get("world_size", 1))
     config["world_size"] = world
-    from bljust.train.trainer import train
+    from bljust.train.run import train
 
     if env is not None:  # torchrun / srun started us
         config["world_size"] = env.world_size

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from fractions import Fraction
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torchaudio.functional as AF
@@ -140,14 +140,3 @@ class PairMaker:
         other = perturb(wav, info["speed"], info["semitones"], self.max_den)
         a, b = (other, wav) if info["swapped"] else (wav, other)
         return a, b, info
-
-
-def collate_waveforms(wavs: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pads 1-D waveforms into (B, S_max) with their lengths (B,)."""
-    if not wavs:
-        raise ValueError("empty batch")
-    lens = torch.tensor([w.numel() for w in wavs], dtype=torch.long)
-    out = wavs[0].new_zeros(len(wavs), int(lens.max()))
-    for i, w in enumerate(wavs):
-        out[i, : w.numel()] = w
-    return out, lens

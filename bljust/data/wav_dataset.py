@@ -4,43 +4,26 @@ Audio is read lazily (wav.scp paths or `cmd |` pipes, optional segments) because
 unlabeled set does not fit in memory; lengths come from utt2num_samples, segments or
 the WAV headers, so batches can be bucketed by length without decoding everything.
 Targets, when asked for, are characters of `text` (word boundary "|", as SUPERB's
-character ASR) or the space-separated phonemes of `text.phn`.
+character ASR) or the space-separated phonemes of `text.phn` (bljust.text.units).
+Batches come from bljust.data.batching.bucket_batches, padding from its pad_list.
 Samples come back as float32 in [-1, 1] (upstreams are trained on that scale).
 """
 from __future__ import annotations
 
 import logging
 import os
-import random
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from bljust.data.batching import pad_list
 from bljust.features.audio import AudioError, read_audio, resample
-from bljust.utils.fileio import FormatError, atomic_write, iter_table, read_table
+from bljust.text.units import text_units, units_token_list
+from bljust.utils.fileio import FormatError, iter_table, read_table
 
 log = logging.getLogger(__name__)
-
-BLANK, UNK, WORD_SEP = "<blank>", "<unk>", "|"
-UNITS = ("char", "phn")
-
-
-def text_units(text: str, unit: str) -> List[str]:
-    """The target units of one transcript: characters with '|' between words, or phonemes."""
-    if unit == "char":
-        return list(WORD_SEP.join(text.split()))
-    if unit == "phn":
-        return text.split()
-    raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-
-
-def units_to_text(units: Sequence[str], unit: str) -> str:
-    """Inverse of text_units: words for characters, space-separated phonemes for phonemes."""
-    if unit == "char":
-        return " ".join("".join(units).replace(WORD_SEP, " ").split())
-    return " ".join(units)
 
 
 def text_file(data_dir: str, unit: str) -> str:
@@ -48,24 +31,8 @@ def text_file(data_dir: str, unit: str) -> str:
 
 
 def build_token_list(data_dir: str, unit: str) -> List[str]:
-    """<blank>, <unk>, then every unit of the training transcripts in byte order."""
-    seen = set()
-    for _, value, _ in iter_table(text_file(data_dir, unit), allow_empty_value=True):
-        seen.update(text_units(value, unit))
-    return [BLANK, UNK] + sorted(seen - {BLANK, UNK})
-
-
-def write_token_list(tokens: Sequence[str], path: str) -> None:
-    with atomic_write(path) as f:
-        f.write("".join(t + "\n" for t in tokens))
-
-
-def read_token_list(path: str) -> List[str]:
-    with open(path, encoding="utf-8") as f:
-        toks = [ln.rstrip("\n") for ln in f if ln.strip()]
-    if toks[:2] != [BLANK, UNK]:
-        raise ValueError(f"{path}: token list must start with {BLANK}, {UNK}")
-    return toks
+    """<blank>, <unk>, then every unit of the data dir's transcripts (text or text.phn)."""
+    return units_token_list((v for _, v, _ in iter_table(text_file(data_dir, unit), allow_empty_value=True)), unit)
 
 
 class WavDataset:
@@ -166,41 +133,14 @@ class WavDataset:
         return self.utts[i], self.load(i), self.targets[i]
 
 
-def bucket_batches(lengths: Sequence[int], max_samples: int, max_batch: int, seed: Optional[int] = None
-                   ) -> List[List[int]]:
-    """Indices grouped by similar length, each batch's padded size <= max_samples (a
-    longer utterance gets a batch of its own); batch order shuffled with `seed`, or
-    kept (shortest first) when seed is None."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches: List[List[int]] = []
-    cur: List[int] = []
-    for i in order:
-        if cur and (len(cur) + 1 > max_batch or (len(cur) + 1) * lengths[i] > max_samples):
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    if seed is not None:
-        random.Random(seed).shuffle(batches)
-    return batches
-
-
 def collate(items: Sequence[Tuple[str, torch.Tensor, Optional[List[int]]]]
             ) -> Tuple[List[str], torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """-> (utt ids, wavs (B, S) zero-padded, wav lengths, targets (B, U) or None, target lengths)."""
-    ids = [u for u, _, _ in items]
-    lens = torch.tensor([w.numel() for _, w, _ in items])
-    wavs = torch.zeros(len(items), int(lens.max()))
-    for j, (_, w, _) in enumerate(items):
-        wavs[j, : w.numel()] = w
+    wavs, lens = pad_list([w for _, w, _ in items])
     if items[0][2] is None:
-        return ids, wavs, lens, None, None
-    y_lens = torch.tensor([len(t) for _, _, t in items])
-    ys = torch.zeros(len(items), int(y_lens.max()), dtype=torch.long)
-    for j, (_, _, t) in enumerate(items):
-        ys[j, : len(t)] = torch.tensor(t)
-    return ids, wavs, lens, ys, y_lens
+        return [u for u, _, _ in items], wavs, lens, None, None
+    ys, y_lens = pad_list([torch.tensor(t, dtype=torch.long) for _, _, t in items])
+    return [u for u, _, _ in items], wavs, lens, ys, y_lens
 
 
 def iter_batches(ds: WavDataset, batches: List[List[int]], start: int = 0) -> Iterator[Tuple[int, tuple]]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bljust.data.ark import load_mat
+from bljust.data.dataset import collate
 from bljust.decode.ctc import ctc_decode
 from bljust.utils import model_info
 from bljust.utils.fileio import read_table, write_table
@@ -79,10 +80,10 @@ def decode_data_dir(
     The token list, the features' dimension and CMVN type and (if given) the CMVN
     statistics must be those the model was trained with (ModelMismatchError otherwise).
     """
-    from bljust.train import checkpoint
+    from bljust.nets.model_file import load_model_for_inference
 
     utts = utterances_to_decode(data_dir, utt_list, allow_missing)
-    model, config = checkpoint.load_model_for_inference(model_file, config_file, device=device)
+    model, config = load_model_for_inference(model_file, config_file, device=device)
     tokenizer = load_tokenizer(token_dir)
     info = (config or {}).get("model_info") or {}
     if info:
@@ -100,16 +101,14 @@ def decode_data_dir(
     t0, frames = time.time(), 0
     for i in range(0, len(order), batch_size):
         keys = order[i : i + batch_size]
-        mats = []
+        items = []
         for u in keys:
-            mats.append(_load(utts[u], u))
-            if mats[-1].ndim != 2 or mats[-1].shape[1] != mats[0].shape[1]:
-                raise ValueError(f"utterance {u} ({utts[u]}): features of shape {mats[-1].shape}, the others in "
-                                 f"its batch have {mats[0].shape[1]} dimensions")
-        lens = torch.tensor([m.shape[0] for m in mats])
-        x = torch.zeros(len(mats), int(lens.max()), mats[0].shape[1])
-        for j, m in enumerate(mats):
-            x[j, : m.shape[0]] = torch.tensor(m)
+            items.append((u, _load(utts[u], u), []))
+            if items[-1][1].ndim != 2 or items[-1][1].shape[1] != items[0][1].shape[1]:
+                raise ValueError(f"utterance {u} ({utts[u]}): features of shape {items[-1][1].shape}, the others in "
+                                 f"its batch have {items[0][1].shape[1]} dimensions")
+        batch = collate(items)  # the training batches' padding
+        x, lens = batch["feats"], batch["feat_lens"]
         with torch.inference_mode():
             enc, enc_lens = model.encode(x.to(device), lens.to(device))
             lp = model.ctc_log_probs(enc)

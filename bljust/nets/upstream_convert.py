@@ -15,7 +15,6 @@ import argparse
 import logging
 import os
 import re
-import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -303,25 +302,17 @@ def export_state_dict(sd: Dict[str, torch.Tensor], fmt: str, kind: str, prefix: 
     return {prefix + _inverse_key(k, fmt, ln_mode): v for k, v in sd.items()}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Converts a checkpoint to another format (e.g. a LASER fine-tuned upstream for s3prl)."""
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--to", choices=FORMATS, required=True)
-    p.add_argument("--prefix", default="")
-    p.add_argument("--trust_checkpoint", action="store_true")
-    a = p.parse_args(argv)
-    sd = unwrap(read_checkpoint(a.src, trust=a.trust_checkpoint))
+def convert_checkpoint(src: str, dst: str, to: str, prefix: str = "", trust: bool = False) -> str:
+    """Writes the upstream of checkpoint `src` to `dst` in format `to` (fairseq: under 'model',
+    as s3prl reads it); returns the upstream kind (hubert or wavlm)."""
+    if to not in FORMATS:
+        raise ValueError(f"unknown format '{to}' ({', '.join(FORMATS)})")
+    sd = unwrap(read_checkpoint(src, trust=trust))
     kind = detect_kind(sd)
     ta, unknown = to_torchaudio(sd, kind=kind)
     if unknown:
-        raise CheckpointError(f"{a.src}: keys that map to nothing: {unknown[:20]}")
-    out = export_state_dict(ta, a.to, kind, a.prefix)
-    obj: Dict[str, Any] = {"model": out} if a.to == "fairseq" else out
-    serialization.save(obj, a.dst)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        raise CheckpointError(f"{src}: keys that map to nothing: {unknown[:20]}")
+    out = export_state_dict(ta, to, kind, prefix)
+    obj: Dict[str, Any] = {"model": out} if to == "fairseq" else out
+    serialization.save(obj, dst)
+    return kind

@@ -2,6 +2,9 @@
 
 For each metric M in (wer, cer, ter) it writes <decode_dir>/score_M/ref.trn,
 hyp.trn and result.txt (`sclite -r ref.trn trn -h hyp.trn trn -i rm -o all stdout`).
+score_decode_dir reads the references (a data dir's text, or an stm through its
+segments) and the hypotheses of bljust.bin.decode; --glm filters both (csrfilt.sh from
+SCTK, else a Python rule applier) before WER/CER.
 """
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from bljust.score.trn import glm_filter_trn, to_chars, write_trn
-from bljust.utils.fileio import atomic_write
+from typeguard import typechecked
+
+from bljust.score.trn import glm_filter_trn, stm_to_text, to_chars, write_trn
+from bljust.utils.fileio import atomic_write, read_table
 
 log = logging.getLogger(__name__)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -155,3 +160,39 @@ def _glm_words(d: str, refs, hyps, utt2spk, glm: str, exe: str):
         out.append({back[k.lower()]: v for k, v in got.items()})
         log.info("applied %s to the %s side with %s", glm, side, how)
     return out[0], out[1]
+
+
+def _tokenize_fn(token_dir: str):
+    from bljust.text.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_dir(token_dir)
+    # The raw pieces: a piece missing from tokens.txt stays itself (an error the
+    # model could not avoid) rather than matching a hypothesised <unk>.
+    if hasattr(tok, "tokens"):
+        return lambda text: " ".join(tok.tokens(text))
+    return lambda text: " ".join(tok.ids_to_tokens(tok.encode(text)))
+
+
+@typechecked
+def score_decode_dir(data_dir: str, decode_dir: str, metrics: List[str], token_dir: Optional[str] = None,
+                     stm: Optional[str] = None, glm: Optional[str] = None,
+                     sclite: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+    """Scores <decode_dir>/text (and token) against <data_dir>/text, or with `stm` against the
+    stm lines matching <data_dir>/segments; returns {metric: sclite's Sum/Avg row}."""
+    hyp_path = os.path.join(decode_dir, "text")
+    if not os.path.isfile(hyp_path):
+        raise FileNotFoundError(f"{hyp_path}: no hypotheses (run bljust.bin.decode first)")
+    if stm:
+        ref = stm_to_text(stm, os.path.join(data_dir, "segments"))
+    else:
+        ref = read_table(os.path.join(data_dir, "text"), allow_empty_value=True)
+    hyp = read_table(hyp_path, allow_empty_value=True)
+    u2s_path = os.path.join(data_dir, "utt2spk")
+    utt2spk = read_table(u2s_path) if os.path.isfile(u2s_path) else None
+    hyp_tokens = ref_tokenize = None
+    if "ter" in metrics:
+        if not token_dir:
+            raise ValueError("--metrics ter needs --token_dir (the token list and bpe.model)")
+        hyp_tokens = read_table(os.path.join(decode_dir, "token"), allow_empty_value=True)
+        ref_tokenize = _tokenize_fn(token_dir)
+    return score(decode_dir, ref, hyp, metrics, utt2spk, hyp_tokens, ref_tokenize, glm, sclite)

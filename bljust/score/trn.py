@@ -9,6 +9,10 @@ the speaker (one "speaker" per utterance, as ESPnet does with `(utt-utt)`).
 
 CER scores characters with a word boundary written as the token <space> (as
 ESPnet does); TER scores the tokenizer's tokens.
+
+stm files (NIST segment time marks: `file channel speaker start end [<label>] words`)
+are read by read_stm here, for scoring (stm_to_text) and for corpus preparation
+(TED-LIUM) alike.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from bljust.utils.fileio import FormatError, atomic_write, read_table
 
@@ -57,7 +61,47 @@ def to_chars(text: str, space: str = SPACE) -> str:
     return f" {space} ".join(chars(w) for w in text.split())
 
 
-# ---- TED-LIUM style references: stm segments matched to a data dir's segments ----
+# ---- stm files, and references matched to a data dir's segments ----
+
+IGNORE_SEGMENT = "ignore_time_segment_in_scoring"
+
+
+class StmLine(NamedTuple):
+    lineno: int
+    file: str
+    channel: str
+    speaker: str
+    start: float
+    end: float
+    label: str  # the optional <...> field ('' when absent)
+    words: List[str]
+
+
+def any_angle_label(word: str) -> bool:
+    return word.startswith("<") and word.endswith(">")
+
+
+def read_stm(path: str, is_label: Callable[[str], bool] = any_angle_label) -> List[StmLine]:
+    """Every segment line of an stm file (';;' comments and blank lines skipped). The sixth
+    field is the label when is_label says so. A short line or non-numeric times is a
+    FormatError naming the file and line."""
+    out: List[StmLine] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip() or line.startswith(";;"):
+                continue
+            p = line.split()
+            if len(p) < 5:
+                raise FormatError(path, lineno, "an stm line needs: file channel speaker start end [<label>] words")
+            try:
+                start, end = float(p[3]), float(p[4])
+            except ValueError:
+                raise FormatError(path, lineno, f"start/end {p[3]!r} {p[4]!r} are not numbers") from None
+            words = p[5:]
+            label = words.pop(0) if words and is_label(words[0]) else ""
+            out.append(StmLine(lineno, p[0], p[1], p[2], start, end, label, words))
+    return out
+
 
 def stm_to_text(stm_path: str, segments_path: str, tol: float = 0.015) -> Dict[str, str]:
     """utt -> reference words, taken from the stm line with the same recording,
@@ -66,24 +110,10 @@ def stm_to_text(stm_path: str, segments_path: str, tol: float = 0.015) -> Dict[s
     utterance with no stm line is an error naming it."""
     by_key: Dict[Tuple[str, int, int], str] = {}
     q = lambda x: int(round(float(x) / tol))  # noqa: E731
-    with open(stm_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip() or line.startswith(";;"):
-                continue
-            parts = line.split()
-            if len(parts) < 5:
-                raise FormatError(stm_path, lineno, "an stm line needs: file channel speaker start end [<label>] words")
-            words = parts[5:]
-            if words and words[0].startswith("<") and words[0].endswith(">"):
-                words = words[1:]
-            text = " ".join(words)
-            if text == "ignore_time_segment_in_scoring":
-                continue
-            try:
-                key = (parts[0], q(parts[3]), q(parts[4]))
-            except ValueError:
-                raise FormatError(stm_path, lineno, "start/end are not numbers") from None
-            by_key[key] = text
+    for row in read_stm(stm_path):
+        text = " ".join(row.words)
+        if text != IGNORE_SEGMENT:
+            by_key[(row.file, q(row.start), q(row.end))] = text
     out: Dict[str, str] = {}
     missing: List[str] = []
     for utt, val in read_table(segments_path).items():

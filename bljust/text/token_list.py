@@ -1,7 +1,9 @@
 """tokens.txt: one token per line, id = line number - 1; `<blank>` is id 0 and `<unk>` id 1."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Sequence
+
+from bljust.utils.fileio import atomic_write
 
 BLANK = "<blank>"
 UNK = "<unk>"
@@ -31,3 +33,9 @@ def read_token_list(path: str) -> List[str]:
 
 def token_index(tokens: List[str]) -> Dict[str, int]:
     return {t: i for i, t in enumerate(tokens)}
+
+
+def write_token_list(tokens: Sequence[str], path: str) -> None:
+    """tokens.txt, one token a line, written atomically."""
+    with atomic_write(path) as f:
+        f.writelines(t + "\n" for t in tokens)

@@ -3,7 +3,7 @@
 Parameters: shared encoder θ, supervised head φ, unsupervised head η.
 f(θ, φ) is the supervised loss on a labeled batch, g(θ, η) the unsupervised loss on
 an unlabeled batch. The penalised problem min f + γ·(g − v*) gives the update
-direction ∇f + γ∇g. Phases (SPEC.md):
+direction ∇f + γ∇g. Phases (docs/bljust.md explains them and the settings):
 
 1. explore,  N1 steps: (θ, η) ← opt_ll(∇g)
 2. joint,    N2 steps: K lower-level steps (θ, η) ← opt_ll(∇g) on fresh unlabeled

@@ -2,7 +2,8 @@
 
 The update rules live in bilevel.py; this module feeds them (a labeled and an
 unlabeled stream that cycle independently, each with its own epoch and position),
-logs every quantity SPEC.md asks for, validates every `valid_interval` steps, and
+logs f, g, γ, the penalty estimate and the gradient norms and cosine (docs/bljust.md,
+"What is logged"), validates every `valid_interval` steps, and
 checkpoints everything a resumed run needs (step, both streams, the three
 optimisers and their schedules, v̂, RNG states). Validation, checkpoint
 selection, averaging and curves are the supervised trainer's.
@@ -25,9 +26,10 @@ from bljust.nets.asr_model import ASRModel
 from bljust.train import distributed as D
 from bljust.train import experiment_folder as folder
 from bljust.train.bilevel import PBGD, NonFiniteLoss, PBGDConfig, ParamGroups, phase_of
-from bljust.train.checkpoint import load_checkpoint, rng_state, save_atomic, save_checkpoint, set_rng_state
+from bljust.train.base import TooManyBadSteps, TrainerBase, autocast
+from bljust.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bljust.train.schedulers import build_optimizer, build_scheduler
-from bljust.train.trainer import Trainer, TooManyBadSteps, _autocast
+from bljust.utils.plot import save_curves, save_panels
 
 logger = logging.getLogger(__name__)
 
@@ -129,15 +131,12 @@ def phase_steps(bc: Dict[str, Any], n_lab: int, n_unlab: int) -> Dict[str, int]:
     return out
 
 
-class BilevelTrainer(Trainer):
+class BilevelTrainer(TrainerBase):
+    """BL-JUST: the PBGD rule of bilevel.py fed by a labeled and an unlabeled stream."""
+
     def __init__(self, config: Dict[str, Any], model: ASRModel, train_set: ASRDataset, unlab_set: Any,
                  valid_set: Optional[ASRDataset], tokenizer: Any, dist: D.DistInfo, device: torch.device) -> None:
-        self.conf, self.tc = config, config["trainer"]
-        self.out = config["output_dir"]
-        self.model, self.train_set, self.valid_set, self.tok = model, train_set, valid_set, tokenizer
-        self.dist, self.device = dist, device
-        self.seed = int(config["seed"])
-        self.amp = str(self.tc.get("amp", "none"))
+        super().__init__(config, model, train_set, valid_set, tokenizer, dist, device)
         if self.amp == "fp16":
             raise ValueError("BL-JUST training supports trainer.amp none or bf16 (fp16 needs a scaler per level)")
         loading = dict(num_workers=int(self.tc.get("num_workers", 0)), pin_memory=device.type == "cuda")
@@ -184,7 +183,7 @@ class BilevelTrainer(Trainer):
     # ---------------------------------------------------------------- the two losses
     def _shadow_step(self) -> float:
         b = self._last_unlab
-        with _autocast(self.device, self.amp):
+        with autocast(self.device, self.amp):
             loss, _ = self.shadow["unsup"](self.shadow["model"], b["feats"], b["feat_lens"])
         self.shadow_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -214,7 +213,7 @@ class BilevelTrainer(Trainer):
 
     def _f(self) -> Tuple[torch.Tensor, Dict[str, float]]:
         b, w = self._batch(self.lab)
-        with _autocast(self.device, self.amp):
+        with autocast(self.device, self.amp):
             loss, stats = self.model(b["feats"], b["feat_lens"], b["ys"], b["y_lens"])
         if D.any_true(not bool(torch.isfinite(loss)), self.dist, self.device):  # every rank skips together
             raise NonFiniteLoss(f"supervised loss {stats['loss']} on {b['keys'][:3]}...")
@@ -224,7 +223,7 @@ class BilevelTrainer(Trainer):
 
     def _g(self) -> Tuple[torch.Tensor, Dict[str, float]]:
         b, w = self._batch(self.unlab)
-        with _autocast(self.device, self.amp):
+        with autocast(self.device, self.amp):
             loss, stats = self.unsup(self.model, b["feats"], b["feat_lens"])
         if D.any_true(not bool(torch.isfinite(loss)), self.dist, self.device):
             raise NonFiniteLoss(f"unsupervised loss {float(loss)} on {b['keys'][:3]}...")
@@ -251,6 +250,7 @@ class BilevelTrainer(Trainer):
         logger.info("resumed at step %d from %s", self.state["step"], path)
 
     def save_checkpoint(self) -> None:
+        self.events.flush()  # first: the event file then holds at least what the checkpoint does
         now = time.time()
         self.state["wall"] = self.state.get("wall", 0.0) + now - self._t_mark  # training time over all runs
         self._t_mark = now
@@ -337,6 +337,7 @@ class BilevelTrainer(Trainer):
                     self.pbgd.passes["unsup"], humanfriendly.format_timespan((total - step - 1) / max(rate, 1e-9)))
         row = {"step": step + 1, "phase": phase, **{k: float(stats[k]) for k in keys}}
         self.state["log"].append(row)
+        self.events.scalars(step + 1, row, "train/")
         if "f" in stats:
             self.state["curve"].append((step + 1, float(stats["f"])))
 
@@ -350,7 +351,7 @@ class BilevelTrainer(Trainer):
         if self.dist.is_master and self.valid_set is not None and not exploring:
             row.update(self.validate())
             self.model.train()
-        st["history"].append(row)
+        self.record_round(row)
         st.update(round=r + 1, epoch_loss_sum=0.0, epoch_utts=0)
         if exploring:
             logger.info("round %d (step %d, explore phase): checkpoint only, no validation of the untrained "
@@ -358,13 +359,7 @@ class BilevelTrainer(Trainer):
         else:
             logger.info("validation %d (step %d): %s", r, st["step"],
                         ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
-        if self.dist.is_master:
-            save_atomic(self.model.state_dict(), os.path.join(self.out, f"{r}epoch.pth"))
-        self.save_checkpoint()
-        if self.dist.is_master:
-            self._update_links_and_prune()
-            self.plot()
-        D.barrier(self.dist)
+        self.save_round(r)
 
     def finalize(self) -> None:
         """Averages the best rounds among those after the last phase began (an explore-phase
@@ -378,11 +373,6 @@ class BilevelTrainer(Trainer):
             self.state["history"] = hist
 
     def plot(self) -> None:
-        try:
-            from bljust.utils.plot import save_curves, save_panels
-        except ImportError:
-            logger.warning("bljust.utils.plot not available: no curves")
-            return
         log, hist = self.state["log"], self.state["history"]
         img = os.path.join(self.out, "images")
         os.makedirs(img, exist_ok=True)

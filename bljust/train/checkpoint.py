@@ -1,4 +1,5 @@
-"""Checkpoints: full training state for resume, model-only files, averaging, loading for inference.
+"""Checkpoints: full training state for resume, model-only files, averaging (reading a model
+for inference: bljust.nets.model_file).
 
 checkpoint.pth holds everything a resumed run needs to continue as if never stopped:
 model, optimiser, scheduler, grad scaler, trainer counters (epoch, position within
@@ -17,6 +18,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from bljust.nets.model_file import model_state
 from bljust.utils import serialization
 from bljust.utils.serialization import CheckpointError, CorruptFileError
 
@@ -95,16 +97,6 @@ def as_tuples(x: Any) -> Any:
     return tuple(as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def model_state(path: str) -> Dict[str, torch.Tensor]:
-    """The model state_dict in a model file or in a full checkpoint (loaded with weights_only=True)."""
-    obj = serialization.load(path, what="model file")
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: not a model state_dict (expected a mapping of parameter names to tensors)")
-    return obj
-
-
 def average_state_dicts(paths: Sequence[str]) -> Dict[str, torch.Tensor]:
     """Element-wise mean of the models in `paths` (integer buffers: floor of the mean)."""
     if not paths:
@@ -146,41 +138,3 @@ def link(target_name: str, link_path: str) -> None:
 
         shutil.copyfile(os.path.join(os.path.dirname(link_path), target_name), tmp)
         os.replace(tmp, link_path)
-
-
-def load_model_for_inference(model_file: str, config_file: str | None = None, device: str = "cpu") -> Tuple[torch.nn.Module, Dict[str, Any]]:
-    """Builds the model from config.yaml (default: beside the model file) and loads its weights.
-
-    Returns (model in eval mode on `device`, config dict). The global CMVN lives in the
-    model, so inference needs no other file.
-    """
-    import yaml
-
-    from bljust.nets.asr_model import build_asr_model
-
-    if config_file is None:
-        config_file = os.path.join(os.path.dirname(os.path.abspath(model_file)), "config.yaml")
-    if not os.path.isfile(model_file):
-        raise FileNotFoundError(f"model file {model_file} not found")
-    if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"config {config_file} not found (it is written next to the model by training)")
-    with open(config_file, encoding="utf-8") as f:
-        try:
-            config = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise CheckpointError(f"{config_file}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_file}: not a training config (expected a mapping)")
-    info = config.get("model_info") or {}
-    if "input_dim" not in info or "vocab_size" not in info:
-        raise ValueError(f"{config_file}: no model_info.input_dim / vocab_size (not written by bljust.bin.train?)")
-    model = build_asr_model(config, int(info["input_dim"]), int(info["vocab_size"]))
-    try:
-        missing, unexpected = model.load_state_dict(model_state(model_file), strict=False)
-    except RuntimeError as e:  # shapes differ
-        raise CheckpointError(f"{model_file} does not match {config_file}: "
-                              f"{' '.join(str(e).split())[:300]}") from None
-    if missing or unexpected:
-        raise CheckpointError(f"{model_file} does not match {config_file}: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
-    return model.to(device).eval(), config

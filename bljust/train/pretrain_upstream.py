@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from typeguard import typechecked
 
-from bljust.data.wav_dataset import WavDataset, bucket_batches
+from bljust.data.batching import bucket_batches, pad_list
+from bljust.data.wav_dataset import WavDataset
 from bljust.features.fbank import Fbank, FbankOptions
 from bljust.losses.bestrq import BestRQLoss
 from bljust.losses.masking import span_mask, valid_mask
@@ -32,6 +33,7 @@ from bljust.train.config import save_config
 from bljust.train.experiment_folder import check_same_run
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.ssft import Progress, load_upstream, save_upstream, setup_device
+from bljust.utils.events import EventLog
 from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
@@ -70,11 +72,8 @@ class MaskedPredictor(nn.Module):
 def _fbank(fb: Fbank, wavs: List[torch.Tensor]) -> torch.Tensor:
     """Per-utterance normalised log-mel (B, T, n_mels), zero-padded."""
     mats = fb.compute_many([(w * 32768.0).numpy() for w in wavs], [str(i) for i in range(len(wavs))])
-    out = torch.zeros(len(mats), max(len(m) for m in mats), fb.feat_dim)
-    for i, mat in enumerate(mats):
-        x = torch.from_numpy(mat)
-        out[i, : len(x)] = (x - x.mean(0)) / (x.std(0) + 1e-5)
-    return out
+    normed = [(x - x.mean(0)) / (x.std(0) + 1e-5) for x in map(torch.from_numpy, mats)]
+    return pad_list(normed)[0]
 
 
 @typechecked
@@ -118,6 +117,7 @@ def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
         log.info("resumed at update %d from %s", st["step"], ck_path)
 
     def save(final: bool) -> None:
+        events.flush()  # first: the event file then holds at least what the checkpoint does
         save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                          "state": st, "crop_rng": crop_rng.getstate(), "rng": rng_state()}, out)
         save_curves(os.path.join(out, "loss.png"), {"masked prediction": [tuple(h[:2]) for h in st["history"]]},
@@ -127,6 +127,7 @@ def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
 
     stop = total if int(tr["max_steps"]) <= 0 else min(total, int(tr["max_steps"]))
     prog = Progress(st["step"], stop)
+    events = EventLog(out, st["step"])
     model.train()
     acc_sum = loss_sum = 0.0
     n = 0
@@ -144,10 +145,7 @@ def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
                 w = w[b: b + max_len]
             wavs.append(w)
         st["batch"] += 1
-        lens = torch.tensor([w.numel() for w in wavs])
-        pad = torch.zeros(len(wavs), int(lens.max()))
-        for i, w in enumerate(wavs):
-            pad[i, : w.numel()] = w
+        pad, lens = pad_list(wavs)
         res = model(pad.to(dev), lens.to(dev), _fbank(fb, wavs).to(dev))
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
@@ -156,6 +154,8 @@ def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
         sched.step()
         st["step"] += 1
         st["history"].append([st["step"], float(res["loss"].detach()), float(res["acc"])])
+        events.scalars(st["step"], {"loss": st["history"][-1][1], "masked_acc": st["history"][-1][2],
+                                    "lr": sched.get_last_lr()[0]}, "train/")
         loss_sum, acc_sum, n = loss_sum + float(res["loss"].detach()), acc_sum + float(res["acc"]), n + 1
         if st["step"] % int(tr["log_interval"]) == 0 or st["step"] == stop:
             log.info("update %d/%d (epoch %d): loss %.3f, masked accuracy %.3f, lr %.3g; %s", st["step"], total,

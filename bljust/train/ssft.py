@@ -1,4 +1,4 @@
-"""LASER self-supervised fine-tuning of a HuBERT / WavLM upstream (SPEC: LASER).
+"""LASER self-supervised fine-tuning of a HuBERT / WavLM upstream (docs/laser.md).
 
 Each micro-step draws `batch_pairs` utterances, makes (x, x') pairs (speed + pitch
 perturbation, random order), runs both through the same upstream + LaserHead in one
@@ -25,7 +25,8 @@ import humanfriendly
 import torch
 from typeguard import typechecked
 
-from bljust.data.pairs import PairMaker, collate_waveforms
+from bljust.data.batching import pad_list
+from bljust.data.pairs import PairMaker
 from bljust.data.wav_dataset import WavDataset
 from bljust.losses.laser import LaserLoss
 from bljust.nets import upstream_convert as conv
@@ -35,6 +36,7 @@ from bljust.train.checkpoint import (as_tuples, has_checkpoint, load_checkpoint,
 from bljust.train.config import save_config, yaml_load
 from bljust.train.experiment_folder import check_same_run
 from bljust.train.schedulers import build_optimizer, build_scheduler
+from bljust.utils.events import EventLog
 from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
@@ -178,6 +180,7 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
         return w
 
     def save(final: bool) -> None:
+        events.flush()  # first: the event file then holds at least what the checkpoint does
         save_checkpoint({"trainable": [p.detach().cpu() for p in params], "trainable_names": names,
                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": st,
                      "pairs_rng": pairs.rng.getstate(), "crop_rng": crop_rng.getstate(), "rng": rng_state()},
@@ -196,6 +199,7 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
             layer.train()
     stop = total if int(tr["max_steps"]) <= 0 else min(total, int(tr["max_steps"]))
     prog = Progress(st["step"], stop)
+    events = EventLog(out, st["step"])
     accum, k = int(tr["accum_grad"]), int(tr["batch_pairs"])
     run_loss, run_n = 0.0, 0
     while st["step"] < stop:
@@ -207,7 +211,7 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
                 a, b, _ = pairs(crop(ds.load(i)))
                 a_list.append(a)
                 b_list.append(b)
-            wavs, lens = collate_waveforms(a_list + b_list)
+            wavs, lens = pad_list(a_list + b_list)
             z, zl = model(wavs.to(dev), lens.to(dev))
             zl = zl.clamp(min=1)
             loss = crit(z[:k], zl[:k], z[k:], zl[k:])
@@ -218,6 +222,7 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
         sched.step()
         st["step"] += 1
         st["history"].append([st["step"], upd_loss])
+        events.scalars(st["step"], {"laser": upd_loss, "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]}, "train/")
         run_loss, run_n = run_loss + upd_loss, run_n + 1
         if st["step"] % int(tr["log_interval"]) == 0 or st["step"] == stop:
             log.info("update %d/%d: loss %.4f, grad norm %.3f, lr %.3g; %s", st["step"], total,

@@ -17,8 +17,10 @@ from typing import Any, Dict, List, Tuple
 import torch
 from typeguard import typechecked
 
-from bljust.data.wav_dataset import (WavDataset, bucket_batches, build_token_list, collate, read_token_list,
-                                     units_to_text, write_token_list)
+from bljust.data.batching import bucket_batches, pad_list
+from bljust.data.wav_dataset import WavDataset, build_token_list, collate
+from bljust.text.token_list import read_token_list, write_token_list
+from bljust.text.units import units_to_text
 from bljust.decode.ctc import ctc_decode
 from bljust.nets.superb import SuperbModel
 from bljust.train.checkpoint import (has_checkpoint, load_checkpoint, model_state, rng_state, save_atomic,
@@ -26,9 +28,10 @@ from bljust.train.checkpoint import (has_checkpoint, load_checkpoint, model_stat
 from bljust.train.config import save_config, yaml_load
 from bljust.train.experiment_folder import check_same_run
 from bljust.train.schedulers import build_optimizer, build_scheduler
-from bljust.train.trainer import edit_distance
+from bljust.train.base import edit_distance
 from bljust.train.ssft import Progress, load_upstream, setup_device
 from bljust.utils.fileio import atomic_write
+from bljust.utils.events import EventLog
 from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
@@ -37,11 +40,7 @@ UNIT = {"asr": "char", "pr": "phn"}
 
 
 def collate_targets(ts: List[List[int]]) -> Tuple[torch.Tensor, torch.Tensor]:
-    y_lens = torch.tensor([len(t) for t in ts])
-    ys = torch.zeros(len(ts), int(y_lens.max()), dtype=torch.long)
-    for j, t in enumerate(ts):
-        ys[j, : len(t)] = torch.tensor(t)
-    return ys, y_lens
+    return pad_list([torch.tensor(t, dtype=torch.long) for t in ts])
 
 
 class StateCache:
@@ -155,6 +154,7 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
         log.info("resumed at step %d from %s", st["step"], ck_path)
 
     def save() -> None:
+        events.flush()  # first: the event file then holds at least what the checkpoint does
         save_checkpoint({"model": model.downstream_state_dict(), "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict(), "state": st, "rng": rng_state()}, out)
         series = {"train": [tuple(h) for h in st["history"]]}
@@ -168,6 +168,7 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
             return
         vl, ver = evaluate(model, valid, int(bt["max_samples"]), int(bt["max_batch"]), dev, vcache)
         st["valid"].append([st["step"], vl, ver])
+        events.scalars(st["step"], {"loss": vl, "error_rate": ver}, "valid/")
         better = st["best"] is None or ver < st["best"][1]
         log.info("step %d: valid loss %.3f, greedy %s %.2f%%%s", st["step"], vl, "CER" if unit == "char" else "PER",
                  ver, " (best)" if better else "")
@@ -177,6 +178,7 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
 
     stop = total if int(tr["max_steps"]) <= 0 else min(total, int(tr["max_steps"]))
     prog = Progress(st["step"], stop)
+    events = EventLog(out, st["step"])
     model.train()
     run_loss, run_n = 0.0, 0
     while st["step"] < stop:
@@ -200,6 +202,7 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
         sched.step()
         st["step"] += 1
         st["history"].append([st["step"], float(loss.detach())])
+        events.scalars(st["step"], {"loss": float(loss.detach()), "lr": sched.get_last_lr()[0]}, "train/")
         run_loss, run_n = run_loss + float(loss.detach()), run_n + 1
         if st["step"] % int(tr["log_interval"]) == 0 or st["step"] == stop:
             log.info("step %d/%d (epoch %d): loss %.3f, lr %.3g; %s", st["step"], total, st["epoch"] + 1,

@@ -1,14 +1,16 @@
-"""Filtering utterances a CTC model cannot train on (bljust.bin.filter_data)."""
+"""Filtering utterances a CTC model cannot train on (bljust.data.datadir_filter, bljust.bin.filter_data)."""
 from __future__ import annotations
 
 import os
 
 import pytest
+import torch
 
 from bljust.bin import filter_data
 from bljust.data.datadir import validate_data_dir
-from bljust.data.datadir_filter import (ctc_min_frames, frames_after_subsampling,
+from bljust.data.datadir_filter import (ctc_min_frames, filter_data_dir, frames_after_subsampling,
                                         min_frames_for_subsampling)
+from bljust.nets import subsampling as sub
 
 
 @pytest.mark.parametrize("factor,expected", [(1, 1), (2, 3), (4, 7), (6, 11), (8, 15)])
@@ -19,8 +21,6 @@ def test_min_frames_for_subsampling(factor, expected):
 
 
 def test_chain_matches_the_encoder_frontend():
-    torch = pytest.importorskip("torch")
-    sub = pytest.importorskip("bljust.nets.subsampling")
     for factor in (4, 6, 8):
         m = sub.Conv2dSubsampling(80, 16, rate=factor)
         out = m.output_lengths(torch.arange(0, 200)).tolist()
@@ -77,7 +77,7 @@ def test_filter_counts_and_reasons(data, tmp_path):
 
 def test_min_frames_option_raises_the_floor(data, tmp_path):
     out = str(tmp_path / "out")
-    stats = filter_data.filter_data_dir(data, out, subsampling=6, min_frames=101)
+    stats = filter_data_dir(data, out, subsampling=6, min_frames=101)
     assert stats == {"no_features": 1, "too_short": 4}
     assert sorted(read_reasons(out)) == ["s-u1", "s-u2", "s-u4", "s-u5", "s-u6"]
     with open(os.path.join(out, "text")) as f:

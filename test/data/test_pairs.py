@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from bljust.data.pairs import SPEEDS, PairMaker, collate_waveforms, perturb, pitch_shift, speed_perturb
+from bljust.data.pairs import SPEEDS, PairMaker, perturb, pitch_shift, speed_perturb
 
 SR = 16000
 
@@ -78,9 +78,3 @@ def test_speed_sets_and_explicit_list():
         PairMaker("nope")
     with pytest.raises(ValueError):
         PairMaker([0.0])
-
-
-def test_collate_waveforms_pads_with_lengths():
-    wavs, lens = collate_waveforms([torch.ones(5), torch.ones(3)])
-    assert wavs.shape == (2, 5) and lens.tolist() == [5, 3]
-    assert wavs[1, 3:].abs().sum() == 0 and wavs[1, :3].sum() == 3

@@ -7,21 +7,12 @@ from bljust.losses.laser_lower import LaserLowerLoss, mel_centres, resample_time
 from bljust.nets.asr_model import build_asr_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-ENC = {"impl": "bljust", "d_model": 32, "num_heads": 2, "ffn_dim": 64, "num_layers": 1, "kernel_size": 5,
-       "dropout": 0.0, "subsampling": 4, "conv_norm": "layer_norm"}
-
-
-def tiny_model(dim=20):
+def tiny_model(encoder, dim=20):
     torch.manual_seed(0)
-    return build_asr_model({"encoder": ENC, "specaug": None}, dim, 10)
+    enc = dict(encoder, impl="bljust", subsampling=4, conv_norm="layer_norm")
+    return build_asr_model({"encoder": enc, "specaug": None}, dim, 10)
 
 
 def batch(dim=20):
@@ -31,8 +22,8 @@ def batch(dim=20):
     return feats, lens
 
 
-def test_loss_decreases_on_a_tiny_batch():
-    model = tiny_model()
+def test_loss_decreases_on_a_tiny_batch(tiny_conformer):
+    model = tiny_model(tiny_conformer)
     crit = LaserLowerLoss(model.encoder.output_dim, proj_dim=16)
     opt = torch.optim.Adam(list(model.parameters()) + list(crit.parameters()), lr=3e-3)
     feats, lens = batch()
@@ -47,8 +38,8 @@ def test_loss_decreases_on_a_tiny_batch():
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-def test_padding_gets_no_gradient():
-    model = tiny_model()
+def test_padding_gets_no_gradient(tiny_conformer):
+    model = tiny_model(tiny_conformer)
     crit = LaserLowerLoss(model.encoder.output_dim, proj_dim=16)
     feats, lens = batch()
     feats.requires_grad_(True)

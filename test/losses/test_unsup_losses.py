@@ -7,12 +7,9 @@ from bljust.losses.cpc import CPCLoss
 from bljust.losses.masking import span_mask
 from bljust.nets.asr_model import ASRModel
 
-ENC = dict(d_model=32, num_heads=2, ffn_dim=64, num_layers=1, kernel_size=5, dropout=0.0)
-
-
-def tiny_model():
+def tiny_model(encoder):
     torch.manual_seed(0)
-    return ASRModel(input_dim=20, vocab_size=10, encoder=ENC)
+    return ASRModel(input_dim=20, vocab_size=10, encoder=encoder)
 
 
 def make_loss(name):
@@ -45,8 +42,8 @@ class Spy(torch.nn.Module):
 
 
 @pytest.mark.parametrize("name", ["cpc", "bestrq"])
-def test_padding_gets_exactly_zero_gradient(name):
-    model, loss_fn = tiny_model(), make_loss(name)
+def test_padding_gets_exactly_zero_gradient(name, tiny_conformer):
+    model, loss_fn = tiny_model(tiny_conformer), make_loss(name)
     model.encoder = Spy(model.encoder)
     feats, lens = batch()
     feats.requires_grad_(True)
@@ -60,8 +57,8 @@ def test_padding_gets_exactly_zero_gradient(name):
 
 
 @pytest.mark.parametrize("name", ["cpc", "bestrq"])
-def test_padding_content_does_not_change_the_loss(name):
-    model, loss_fn = tiny_model(), make_loss(name)
+def test_padding_content_does_not_change_the_loss(name, tiny_conformer):
+    model, loss_fn = tiny_model(tiny_conformer), make_loss(name)
     model.eval()
     feats, lens = batch()
     other = feats.clone()
@@ -75,8 +72,8 @@ def test_padding_content_does_not_change_the_loss(name):
 
 
 @pytest.mark.parametrize("name", ["cpc", "bestrq"])
-def test_loss_decreases_when_optimised(name):
-    model, loss_fn = tiny_model(), make_loss(name)
+def test_loss_decreases_when_optimised(name, tiny_conformer):
+    model, loss_fn = tiny_model(tiny_conformer), make_loss(name)
     feats, lens = batch()
     opt = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=3e-3)
     torch.manual_seed(4)
@@ -106,10 +103,10 @@ def test_bestrq_targets_are_frozen_and_deterministic():
     assert not a.projection.requires_grad and not a.codebook.requires_grad
 
 
-def _cpc_predictions_after_changing_the_future(context):
+def _cpc_predictions_after_changing_the_future(context, encoder):
     """Predictions made at each context's last frame, before and after the frames after it
     (the future part of every window) are replaced by noise."""
-    model = tiny_model()
+    model = tiny_model(encoder)
     model.eval()
     loss_fn = CPCLoss(dim=32, num_steps=3, num_negatives=10, proj_dim=16, context=context,
                       context_frames=40, future_frames=20)
@@ -130,16 +127,16 @@ def _cpc_predictions_after_changing_the_future(context):
     return wins, pa, pb
 
 
-def test_cpc_segment_context_never_sees_the_future_it_predicts():
-    wins, before, after = _cpc_predictions_after_changing_the_future("segment")
+def test_cpc_segment_context_never_sees_the_future_it_predicts(tiny_conformer):
+    wins, before, after = _cpc_predictions_after_changing_the_future("segment", tiny_conformer)
     # 120 frames hold two 60-frame windows, 64 frames one; 37 frames one cut at 2/3
     assert [(b, s, c, e) for b, s, c, e in wins] == [(0, 0, 40, 60), (0, 60, 100, 120), (1, 0, 40, 60),
                                                       (2, 0, 24, 37)]
     assert torch.equal(before, after)
 
 
-def test_cpc_bidirectional_context_does_see_the_future():
+def test_cpc_bidirectional_context_does_see_the_future(tiny_conformer):
     """The legacy variant fails the same check: that is what the segment context fixes."""
-    _, before, after = _cpc_predictions_after_changing_the_future("bidirectional")
+    _, before, after = _cpc_predictions_after_changing_the_future("bidirectional", tiny_conformer)
     assert not torch.allclose(before, after)
 

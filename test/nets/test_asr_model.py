@@ -5,14 +5,13 @@ import torch
 from bljust.nets.asr_model import ASRModel
 from bljust.nets.specaug import SpecAugment
 
-ENC = dict(d_model=32, num_heads=2, ffn_dim=64, num_layers=2, kernel_size=5, dropout=0.0)
-
 
 @pytest.mark.parametrize("rate", [4, 6, 8])
 @pytest.mark.parametrize("impl", ["bljust", "torchaudio"])
-def test_shapes_per_subsampling(rate, impl):
+def test_shapes_per_subsampling(rate, impl, tiny_conformer):
+    enc_conf = dict(tiny_conformer, num_layers=2)
     torch.manual_seed(0)
-    m = ASRModel(40, 11, encoder=dict(ENC, subsampling=rate, impl=impl)).eval()
+    m = ASRModel(40, 11, encoder=dict(enc_conf, subsampling=rate, impl=impl)).eval()
     feats, lens = torch.randn(3, 101, 40), torch.tensor([101, 77, 50])
     enc, enc_lens = m.encode(feats, lens)
     assert enc.shape[0] == 3 and enc.shape[2] == 32
@@ -26,14 +25,16 @@ def test_shapes_per_subsampling(rate, impl):
     assert torch.isfinite(loss) and stats["batch_size"] == 3
 
 
-def test_bad_subsampling_rate():
+def test_bad_subsampling_rate(tiny_conformer):
+    enc_conf = dict(tiny_conformer, num_layers=2)
     with pytest.raises(ValueError, match="subsampling rate"):
-        ASRModel(40, 11, encoder=dict(ENC, subsampling=5))
+        ASRModel(40, 11, encoder=dict(enc_conf, subsampling=5))
 
 
-def test_output_does_not_depend_on_padding():
+def test_output_does_not_depend_on_padding(tiny_conformer):
+    enc_conf = dict(tiny_conformer, num_layers=2)
     torch.manual_seed(0)
-    m = ASRModel(40, 11, encoder=ENC).eval()
+    m = ASRModel(40, 11, encoder=enc_conf).eval()
     x = torch.randn(1, 60, 40)
     alone, n = m.encode(x, torch.tensor([60]))
     padded = torch.cat([x, torch.randn(1, 40, 40)], 1)  # garbage past the length
@@ -42,7 +43,8 @@ def test_output_does_not_depend_on_padding():
     assert torch.allclose(batch[0, : int(n[0])], alone[0], atol=1e-5)
 
 
-def test_specaugment_only_in_training():
+def test_specaugment_only_in_training(tiny_conformer):
+    enc_conf = dict(tiny_conformer, num_layers=2)
     torch.manual_seed(0)
     sa = SpecAugment(num_freq_masks=2, freq_mask_width=8, num_time_masks=2, time_mask_width=20,
                      time_mask_ratio=0.5, time_warp=3)
@@ -53,7 +55,7 @@ def test_specaugment_only_in_training():
     assert y.shape == x.shape and not torch.equal(y, x)
     assert (y == 0).any()  # masked regions are zeroed
 
-    m = ASRModel(40, 11, encoder=ENC, specaug=dict(num_time_masks=2, time_mask_width=20, time_mask_ratio=0.5))
+    m = ASRModel(40, 11, encoder=enc_conf, specaug=dict(num_time_masks=2, time_mask_width=20, time_mask_ratio=0.5))
     m.eval()
     a, _ = m.encode(x, lens)
     b, _ = m.encode(x, lens)

@@ -8,13 +8,7 @@ from bljust.nets.upstream import Upstream
 D, V = 32, 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # a tiny LSTM is all synchronisation: with 2 threads on a busy CPU it runs ~10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_upstream(seed: int = 0) -> Upstream:

@@ -5,19 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from bljust.bin import convert_upstream as convert_bin
 from bljust.nets import upstream_convert as conv
 from bljust.nets.upstream import LaserEncoder, LaserHead, Upstream
 
 D = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models are all synchronisation: on a busy 2-core CPU one thread is several times faster
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(kind: str, extractor: str = "group_norm") -> dict:
@@ -221,10 +216,23 @@ def test_convert_command_writes_a_loadable_checkpoint(tmp_path):
     src = tmp_path / "wavlm.pt"
     torch.save({"model": up.state_dict()}, src)  # bljust's own layout: Upstream keys under 'model'
     dst = tmp_path / "wavlm_fairseq.pt"
-    assert conv.main([str(src), str(dst), "--to", "fairseq"]) == 0
+    assert convert_bin.main([str(src), str(dst), "--to", "fairseq"]) == 0
     obj = torch.load(dst, weights_only=True)
     assert "encoder.layers.0.self_attn.grep_linear.weight" in obj["model"]
     back = Upstream.from_checkpoint(str(dst), arch=tiny("wavlm")).eval()
     x, lens = wavs()
     with torch.no_grad():
         assert torch.equal(back(x, lens)[0][-1], up(x, lens)[0][-1])
+
+
+def test_convert_library_call_and_a_bad_file(tmp_path, capfd):
+    up = make("hubert", 8)
+    src = tmp_path / "hubert.pt"
+    torch.save({"model": up.state_dict()}, src)
+    assert conv.convert_checkpoint(str(src), str(tmp_path / "hf.pt"), "huggingface") == "hubert"
+    assert conv.detect_format(torch.load(tmp_path / "hf.pt", weights_only=True)) == "huggingface"
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert convert_bin.main([str(bad), str(tmp_path / "o.pt"), "--to", "fairseq"]) == 1
+    err = capfd.readouterr().err
+    assert "bad.pt" in err and "Traceback" not in err and not (tmp_path / "o.pt").exists()

@@ -1,5 +1,5 @@
 """The comparison table of stage 9: one row per method or sweep point, from train_summary.yaml."""
-from bljust.bin.compare_results import render
+from bljust.score.compare import render
 
 
 def row(label, variant=None, phases=None, sup=400, unsup=800, steps=800):

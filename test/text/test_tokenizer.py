@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from bljust.bin import train_tokenizer
+from bljust.bin import train_tokenizer as train_tokenizer_bin
 from bljust.text.token_list import read_token_list
-from bljust.text.tokenizer import Tokenizer
+from bljust.text.tokenizer import Tokenizer, train_tokenizer
 
 SENTENCES = [
     "the quick brown fox jumps over the lazy dog",
@@ -27,8 +27,7 @@ def text_file(tmp_path):
 def test_round_trip_and_token_list(text_file, tmp_path, kind):
     token_type, bpemode, nbpe = kind
     out = str(tmp_path / "tok")
-    assert train_tokenizer.main(["--text", text_file, "--out_dir", out, "--token_type", token_type,
-                                 "--bpemode", bpemode, "--nbpe", str(nbpe or 10)]) == 0
+    train_tokenizer(text_file, out, token_type, bpemode, nbpe or 10)
     tokens = read_token_list(os.path.join(out, "tokens.txt"))
     assert tokens[:2] == ["<blank>", "<unk>"] and "<s>" not in tokens and "</s>" not in tokens
     tok = Tokenizer.from_dir(out)
@@ -47,7 +46,7 @@ def test_round_trip_and_token_list(text_file, tmp_path, kind):
 
 def test_unknown_characters_map_to_unk(text_file, tmp_path):
     out = str(tmp_path / "tok")
-    assert train_tokenizer.main(["--text", text_file, "--out_dir", out, "--token_type", "char"]) == 0
+    train_tokenizer(text_file, out, "char")
     tok = Tokenizer.from_dir(out)
     ids = tok.encode("the Zebra")  # "Z" never occurs in the training text
     assert tok.unk_id in ids
@@ -57,25 +56,27 @@ def test_unknown_characters_map_to_unk(text_file, tmp_path):
 def test_deterministic_and_skips_when_done(text_file, tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     for out in (a, b):
-        assert train_tokenizer.main(["--text", text_file, "--out_dir", out, "--nbpe", "50"]) == 0
+        assert train_tokenizer_bin.main(["--text", text_file, "--out_dir", out, "--nbpe", "50"]) == 0  # the command
     for name in ("bpe.model", "tokens.txt"):
         assert open(os.path.join(a, name), "rb").read() == open(os.path.join(b, name), "rb").read()
     mtime = os.path.getmtime(os.path.join(a, "bpe.model"))
-    assert train_tokenizer.main(["--text", text_file, "--out_dir", a, "--nbpe", "50"]) == 0
+    train_tokenizer(text_file, a, nbpe=50)
     assert os.path.getmtime(os.path.join(a, "bpe.model")) == mtime
-    assert train_tokenizer.main(["--text", text_file, "--out_dir", a, "--nbpe", "40"]) == 0  # new options: retrained
+    assert len(train_tokenizer(text_file, a, nbpe=40)) == 41  # new options: retrained
     assert len(read_token_list(os.path.join(a, "tokens.txt"))) == 41
     assert not [f for f in os.listdir(a) if f.startswith(".")]  # no temp files left behind
 
 
 def test_empty_text_is_an_error(tmp_path):
     (tmp_path / "text").write_text("utt1\n")
-    assert train_tokenizer.main(["--text", str(tmp_path / "text"), "--out_dir", str(tmp_path / "o")]) == 1
+    with pytest.raises(ValueError, match="no transcripts"):
+        train_tokenizer(str(tmp_path / "text"), str(tmp_path / "o"))
+    assert train_tokenizer_bin.main(["--text", str(tmp_path / "text"), "--out_dir", str(tmp_path / "o")]) == 1
 
 
 def test_pieces_missing_from_tokens_txt_map_to_unk(text_file, tmp_path):
     out = str(tmp_path / "tok")
-    assert train_tokenizer.main(["--text", text_file, "--out_dir", out, "--nbpe", "30"]) == 0
+    train_tokenizer(text_file, out, nbpe=30)
     full = Tokenizer.from_dir(out)
     ids = full.encode(SENTENCES[0])
     dropped = full.token_list[ids[0]]

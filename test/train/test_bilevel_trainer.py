@@ -8,6 +8,7 @@ import yaml
 from train_synth import make_data_dir, run_driver, tiny_config
 
 from bljust.train.bilevel_trainer import phase_steps
+from bljust.utils.events import read_scalars
 
 
 def bilevel_config(tmp, out, unsup="cpc", **bilevel):
@@ -49,6 +50,10 @@ def test_schedule_passes_and_outputs(data, unsup):
         assert os.path.exists(f"{out_dir}/{f}"), f
     for word in ("[explore]", "[joint]", "[finetune]", "gamma", "cos_fg", "penalty"):
         assert word in log, word
+    tb = read_scalars(out_dir)  # every logged step, for `tensorboard --logdir exp`
+    for tag in ("train/f", "train/g", "train/gamma", "train/penalty", "epoch/valid_loss"):
+        assert tag in tb, tag
+    assert tb["train/g"][0][0] == 1 and tb["train/f"][-1][0] == 10
 
 
 def test_resume_mid_joint_phase_is_exact(data):

@@ -7,7 +7,8 @@ import yaml
 
 from bljust.bin.average_checkpoints import main as average_main
 from bljust.nets.asr_model import build_asr_model
-from bljust.train.checkpoint import average_state_dicts, load_model_for_inference
+from bljust.nets.model_file import load_model_for_inference
+from bljust.train.checkpoint import average_state_dicts
 from bljust.train.config import load_config
 
 

@@ -3,6 +3,7 @@ import glob
 import os
 
 import pytest
+import torch
 import yaml
 
 from bljust.train.bilevel_trainer import build_unsup_loss, phase_steps
@@ -88,9 +89,14 @@ def test_small_configs_build(path):
     from bljust.nets.asr_model import build_asr_model
 
     conf = load_config(path)
-    model = build_asr_model(conf, 80, 50)
+    torch.manual_seed(0)
+    model = build_asr_model(conf, 80, 50).eval()
+    feats, lens = torch.randn(2, 120, 80), torch.tensor([120, 90])
+    loss, _ = model(feats, lens, torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2]))
+    assert torch.isfinite(loss), path
     if conf["method"] == "bilevel":
-        build_unsup_loss(conf["unsup"], model)
+        g, _ = build_unsup_loss(conf["unsup"], model)(model, feats, lens)
+        assert torch.isfinite(g), path
 
 
 @pytest.mark.parametrize("recipe", ["mini_synth", "librispeech", "tedlium2"])

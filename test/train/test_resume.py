@@ -7,6 +7,8 @@ import torch
 
 from train_synth import make_data_dir, run_driver as _run, tiny_config
 
+from bljust.utils.events import read_scalars
+
 
 def test_sigkill_resume_is_bit_identical(tmp_path):
     tmp = str(tmp_path)
@@ -43,6 +45,11 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     for k in ("train_loss", "valid_loss", "valid_cer"):
         assert [h[k] for h in a["state"]["history"]] == [h[k] for h in b["state"]["history"]]
+    # TensorBoard: the killed run's events up to its checkpoint and the resumed run's after it
+    # join into the uninterrupted run's curve (nothing lost, nothing twice)
+    ta, tb = read_scalars(f"{tmp}/ref"), read_scalars(f"{tmp}/killed")
+    for tag in ("train/loss", "epoch/valid_loss"):
+        assert [s for s, _ in tb[tag]] == [s for s, _ in ta[tag]], tag
     # the finished run's outputs
     for f in ("model.pth", "valid.loss.best.pth", "valid.cer.ave_2best.pth", "config.yaml", "3epoch.pth"):
         assert os.path.exists(f"{tmp}/killed/{f}"), f

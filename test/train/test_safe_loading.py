@@ -9,7 +9,6 @@ import torch
 import yaml
 
 from exp_helpers import copy_exp, make_corpus, train, write_hostile
-from test_ssft import TINY as TINY_UPSTREAM, make_data_dir as make_wav_dir
 
 from bljust.bin import average_checkpoints as avg_bin
 from bljust.bin import convert_upstream as conv_bin
@@ -22,16 +21,16 @@ from bljust.train.checkpoint import model_state
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_hubert, wav_data_dir):
     root = str(tmp_path_factory.mktemp("safe"))
     c = make_corpus(root)
     assert train(c, f"{root}/exp_sup") == 0
     assert train(c, f"{root}/exp_bl", bilevel=True) == 0
     c["exp_sup"], c["exp_bl"] = f"{root}/exp_sup", f"{root}/exp_bl"
-    c["wav"] = make_wav_dir(f"{root}/wav", n=3)
-    c["arch"] = f"{root}/tiny_upstream.yaml"
+    c["wav"] = wav_data_dir(f"{root}/wav", n=3)
+    c["arch"], c["arch_dict"] = f"{root}/tiny_upstream.yaml", dict(tiny_hubert)
     with open(c["arch"], "w") as f:
-        yaml.safe_dump(TINY_UPSTREAM, f)
+        yaml.safe_dump(tiny_hubert, f)
     return c
 
 
@@ -100,7 +99,7 @@ def _superb_resume(c, tmp, marker):
 def _superb_decode(c, tmp, marker):
     os.makedirs(f"{tmp}/sup")
     with open(f"{tmp}/sup/config.yaml", "w") as f:
-        yaml.safe_dump({"task": "asr", "upstream": {"arch": TINY_UPSTREAM, "ckpt": None, "trust_checkpoint": False},
+        yaml.safe_dump({"task": "asr", "upstream": {"arch": c["arch_dict"], "ckpt": None, "trust_checkpoint": False},
                         "model": {"lstm_dim": 8}, "trainer": {}}, f)
     with open(f"{tmp}/sup/tokens.txt", "w") as f:
         f.write("<blank>\n<unk>\nA\n")

@@ -9,23 +9,18 @@ import pytest
 import torch
 
 from bljust.bin import decode_superb as dec_bin
-from bljust.data.wav_dataset import (WavDataset, bucket_batches, build_token_list, text_units, units_to_text)
+from bljust.data.batching import bucket_batches
+from bljust.data.wav_dataset import WavDataset, build_token_list
+from bljust.text.units import text_units, units_to_text
 from bljust.train.config import load_config
 from bljust.train.superb_trainer import decode_superb, train_superb
+from bljust.utils.events import read_scalars
 from bljust.utils.fileio import read_table
 
-from test_ssft import TINY, make_data_dir  # noqa: E402  (same folder)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def superb_conf(data, out, task, **over):
+def superb_conf(arch, data, out, task, **over):
     args = ["--task", task, "--train_data_dir", data, "--valid_data_dir", data, "--output_dir", out,
             "--optim.lr", "5e-3", "--trainer.max_updates", "12", "--trainer.valid_interval", "6",
             "--trainer.log_interval", "3", "--model.proj_dim", "16", "--batching.max_batch", "4"]
@@ -34,15 +29,15 @@ def superb_conf(data, out, task, **over):
     for k, v in over.items():
         args += [f"--{k}", str(v)]
     conf = load_config(None, args, "superb")
-    conf["upstream"]["arch"] = TINY
+    conf["upstream"]["arch"] = arch
     return conf
 
 
-def test_units_and_token_list(tmp_path):
+def test_units_and_token_list(tmp_path, wav_data_dir):
     assert text_units("GO ON", "char") == list("GO|ON")
     assert units_to_text(list("GO|ON"), "char") == "GO ON"
     assert units_to_text(["h", "@U"], "phn") == "h @U"
-    data = make_data_dir(str(tmp_path))
+    data = wav_data_dir(str(tmp_path))
     toks = build_token_list(data, "char")
     assert toks[:2] == ["<blank>", "<unk>"] and "|" in toks and "H" in toks
     ds = WavDataset(data, "phn", build_token_list(data, "phn"))
@@ -51,8 +46,8 @@ def test_units_and_token_list(tmp_path):
     assert wav.dtype == torch.float32 and wav.abs().max() <= 1.0
 
 
-def test_segments_and_length_buckets(tmp_path):
-    data = make_data_dir(str(tmp_path), n=2, text=False)
+def test_segments_and_length_buckets(tmp_path, wav_data_dir):
+    data = wav_data_dir(str(tmp_path), n=2, text=False)
     seg = tmp_path / "seg"
     seg.mkdir()
     shutil.copy(os.path.join(data, "wav.scp"), seg / "wav.scp")
@@ -66,13 +61,15 @@ def test_segments_and_length_buckets(tmp_path):
 
 
 @pytest.mark.parametrize("task,cache", [("pr", True), ("asr", False)])
-def test_train_decode_score(tmp_path, task, cache):
-    data = make_data_dir(str(tmp_path))
+def test_train_decode_score(tmp_path, task, cache, tiny_hubert, wav_data_dir):
+    data = wav_data_dir(str(tmp_path))
     out = str(tmp_path / f"superb_before_{task}")
-    res = train_superb(superb_conf(data, out, task, **{"trainer.cache_upstream": cache}))
+    res = train_superb(superb_conf(tiny_hubert, data, out, task, **{"trainer.cache_upstream": cache}))
     losses = [h[1] for h in res["history"]]
     assert losses[-1] < losses[0]
     assert len(res["valid"]) == 2 and os.path.isfile(os.path.join(out, "downstream.pth"))
+    tb = read_scalars(out)
+    assert len(tb["train/loss"]) == len(losses) and len(tb["valid/error_rate"]) == 2
     assert abs(sum(res["layer_weights"]) - 1) < 1e-5
     dec = os.path.join(out, "decode_greedy", "d")
     assert dec_bin.main(["--model_dir", out, "--data_dir", data, "--output_dir", dec, "--write_ref"]) == 0
@@ -81,25 +78,25 @@ def test_train_decode_score(tmp_path, task, cache):
     ref = read_table(os.path.join(dec, "ref", "text"))
     assert ref["u01"] == "h e l l o"  # phonemes as words: sclite's WER is the PER
     # resume: a finished run does not train again
-    again = train_superb(superb_conf(data, out, task, **{"trainer.cache_upstream": cache}))
+    again = train_superb(superb_conf(tiny_hubert, data, out, task, **{"trainer.cache_upstream": cache}))
     assert again["history"] == res["history"]
 
 
-def test_beam_decoding_matches_greedy_shape(tmp_path):
-    data = make_data_dir(str(tmp_path), n=3)
+def test_beam_decoding_matches_greedy_shape(tmp_path, tiny_hubert, wav_data_dir):
+    data = wav_data_dir(str(tmp_path), n=3)
     out = str(tmp_path / "m")
-    train_superb(superb_conf(data, out, "pr", **{"trainer.max_updates": 2, "trainer.valid_interval": 2}))
+    train_superb(superb_conf(tiny_hubert, data, out, "pr", **{"trainer.max_updates": 2, "trainer.valid_interval": 2}))
     n = decode_superb(out, data, str(tmp_path / "b"), method="beam", beam_size=3)
     assert n == 3 and len(read_table(str(tmp_path / "b" / "text"), allow_empty_value=True)) == 3
 
 
-def test_max_steps_stops_early_and_max_updates_sets_the_schedule(tmp_path):
+def test_max_steps_stops_early_and_max_updates_sets_the_schedule(tmp_path, tiny_hubert, wav_data_dir):
     """trainer.max_steps means "stop early" here as in every trainer; the schedule's length is max_updates."""
     import torch
 
-    data = make_data_dir(str(tmp_path), n=3)
+    data = wav_data_dir(str(tmp_path), n=3)
     out = str(tmp_path / "m")
-    res = train_superb(superb_conf(data, out, "pr", **{"trainer.max_updates": 4, "trainer.max_steps": 2,
+    res = train_superb(superb_conf(tiny_hubert, data, out, "pr", **{"trainer.max_updates": 4, "trainer.max_steps": 2,
                                                        "trainer.valid_interval": 2, "scheduler.name": "linear",
                                                        "scheduler.warmup_steps": 1, "optim.lr": 0.3}))
     assert res["step"] == 2

@@ -36,12 +36,13 @@ import soundfile
 from typeguard import typechecked
 
 from bljust.data.corpora.common import Utterance, c_sorted, write_data_dir
+from bljust.score.trn import IGNORE_SEGMENT as IGNORE
+from bljust.score.trn import read_stm as stm_lines
 from bljust.utils.fileio import FormatError, atomic_write, write_table
 
 logger = logging.getLogger(__name__)
 
 NOISE_TOKEN = "<noise>"
-IGNORE = "ignore_time_segment_in_scoring"
 STM_HEADER = (
     ';;\n;; LABEL "o" "Overall" "Overall results"\n'
     ';; LABEL "f0" "f0" "Wideband channel"\n;; LABEL "f2" "f2" "Telephone channel"\n'
@@ -82,34 +83,26 @@ def utt_id(talk: str, start: float, end: float) -> str:
     return f"{talk}-{centis(start):07d}-{centis(end):07d}"
 
 
+def _is_label(word: str) -> bool:
+    """TED-LIUM's stm labels: <o,f0,male>-style lists and the <F0_M>/<F0_F> aliases (other
+    <...> words, such as <sil>, are words)."""
+    return word.startswith("<") and word.endswith(">") and ("," in word or word in _LABELS)
+
+
 @typechecked
 def read_stm(path: str, dictionary: Optional[Set[str]] = None) -> List[StmRow]:
     """(talk, start, end, label, cleaned words) per line of one stm; the ignore
     marker comes back as the single word IGNORE. FormatError names file:line."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip() or line.startswith(";;"):
-                continue
-            p = line.split()
-            if len(p) < 5:
-                raise FormatError(path, lineno, "expected 'talk channel speaker start end [label] words'")
-            try:
-                start, end = float(p[3]), float(p[4])
-            except ValueError:
-                raise FormatError(path, lineno, f"bad times {p[3]!r} {p[4]!r}") from None
-            if not 0 <= start < end:
-                raise FormatError(path, lineno, f"segment times {start}..{end} are not increasing")
-            rest = p[5:]
-            label = ""  # the label field is optional in stm
-            if rest and rest[0].startswith("<") and rest[0].endswith(">") and ("," in rest[0] or rest[0] in _LABELS):
-                label = _LABELS.get(rest[0], rest[0])
-                rest = rest[1:]
-            if rest:  # train lines end with the utterance's name in parentheses
-                last = _UTT_NAME.sub("", rest[-1])
-                rest = rest[:-1] + ([last] if last else [])
-            words = [IGNORE] if rest == [IGNORE] else clean_words(rest, dictionary)
-            rows.append((p[0], start, end, label, words))
+    for line in stm_lines(path, is_label=_is_label):
+        if not 0 <= line.start < line.end:
+            raise FormatError(path, line.lineno, f"segment times {line.start}..{line.end} are not increasing")
+        rest = line.words
+        if rest:  # train lines end with the utterance's name in parentheses
+            last = _UTT_NAME.sub("", rest[-1])
+            rest = rest[:-1] + ([last] if last else [])
+        words = [IGNORE] if rest == [IGNORE] else clean_words(rest, dictionary)
+        rows.append((line.file, line.start, line.end, _LABELS.get(line.label, line.label), words))
     return rows
 
 

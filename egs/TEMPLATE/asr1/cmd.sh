@@ -1,6 +1,8 @@
-# How heavy stages run. --mem is per CPU (slot): --mem 4G --num-threads 4 asks for 16G. --mem is per CPU (slot): --mem 4G --num-threads 4 asks for 16G. Pick a backend; the launchers take Kaldi's options
-# (--mem, --num-threads, --gpu, --max-jobs-run) and map them through
-# conf/queue.conf or conf/slurm.conf, which you edit for your cluster.
+# How heavy stages run: every recipe links this file (like path.sh). Pick a backend with
+# BLJUST_CMD_BACKEND; the launchers take Kaldi's options (--mem, --num-threads, --gpu,
+# --max-jobs-run) and map them through
+# conf/queue.conf or conf/slurm.conf, which you edit for your cluster. --mem is per CPU
+# (slot): --mem 4G --num-threads 4 asks for 16G.
 #   local: run.pl, on this machine
 #   sge:   queue.pl, Sun/Univa Grid Engine (qsub)
 #   slurm: slurm.pl, Slurm (sbatch)

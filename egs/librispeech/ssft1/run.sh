@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LibriSpeech LASER recipe (SPEC): fine-tune HuBERT-base (or WavLM-base) from a local
+# LibriSpeech LASER recipe (docs/laser.md): fine-tune HuBERT-base (or WavLM-base) from a local
 # checkpoint on train-clean-100 for 3600 updates on one GPU, and evaluate it SUPERB-style
 # before and after (ASR: train-clean-100 / dev-clean / test-clean, WER).
 #   ./run.sh --upstream_ckpt /path/to/hubert_base_ls960.pt [--trust_checkpoint true]

@@ -1,4 +1,4 @@
-"""Fixtures for the tests of the Kaldi-style scripts in utils/."""
+"""Fixtures for the tests of the Kaldi-style shell scripts in utils/ (tests of bljust/utils are in test/utils/)."""
 from __future__ import annotations
 
 import os

@@ -1,6 +1,6 @@
 """utils/run.pl, queue.pl, slurm.pl: one command line, local or on a cluster.
 
-The cluster launchers run against fake schedulers (test/utils/fake_sched/)
+The cluster launchers run against fake schedulers (test/utils_sh/fake_sched/)
 that record their argv and run the array tasks on this machine.
 """
 from __future__ import annotations
