@@ -204,7 +204,7 @@ def test_bilevel_without_unlabeled_data_is_a_config_error_before_any_output(data
     from train_synth import CharTokenizer
 
     from bljust.train.config import ConfigError
-    from bljust.train.trainer import train
+    from bljust.train.run import train
 
     conf = bilevel_config(data, f"{data}/no_unlab")
     conf["unlab_data_dir"] = None
