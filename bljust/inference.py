@@ -28,14 +28,11 @@ import torch
 
 from bljust.decode.ctc import Hypothesis, ctc_decode
 from bljust.features.fbank import Fbank, FbankOptions, num_frames
+from bljust.pack import ModelLoadError, load_model_dir
 
 log = logging.getLogger(__name__)
 
 Audio = Union[np.ndarray, torch.Tensor]
-
-
-class ModelLoadError(Exception):
-    """A model folder or archive that cannot be used; the message names the file."""
 
 
 @dataclass
@@ -156,7 +153,6 @@ class Speech2Text:
     def from_pretrained(cls, path: str, device: str = "cpu", token_dir: Optional[str] = None,
                         fbank_conf: Optional[str] = None, **kwargs: Any) -> "Speech2Text":
         """Loads an experiment folder, a packed archive (.zip) or an unpacked archive folder."""
-        from bljust.pack import load_model_dir
 
         model, tokenizer, opts, config = load_model_dir(path, token_dir=token_dir, fbank_conf=fbank_conf)
         return cls(model, tokenizer, opts, config, device=device, source=path, **kwargs)

@@ -27,8 +27,13 @@ import torch
 import yaml
 
 from bljust.features.fbank import FbankOptions
-from bljust.inference import ModelLoadError
 from bljust.utils.fileio import atomic_write
+
+
+class ModelLoadError(Exception):
+    """A model folder or archive that cannot be used; the message names the file (bljust.inference
+    re-exports it: the loader lives here, below Speech2Text, so that neither imports the other)."""
+
 
 log = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ def build_experiment(root: str, epochs: int = 14) -> str:
     from bljust.features.extract import write_feats_conf
     from bljust.features.fbank import FbankOptions
     from bljust.train.config import load_config
-    from bljust.train.trainer import train
+    from bljust.train.run import train
 
     rng = np.random.default_rng(0)
     for name, n in (("train", 400), ("dev", 24)):
