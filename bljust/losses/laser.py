@@ -74,12 +74,18 @@ class LaserLoss(torch.nn.Module):
         self.alpha, self.sigma, self.lam = alpha, sigma, lam
         self.gamma, self.bandwidth, self.eps = gamma, bandwidth, eps
 
-    def forward(self, z: torch.Tensor, z_lens: Optional[torch.Tensor],
-                z2: torch.Tensor, z2_lens: Optional[torch.Tensor]) -> torch.Tensor:
+    def terms(self, z: torch.Tensor, z_lens: Optional[torch.Tensor],
+              z2: torch.Tensor, z2_lens: Optional[torch.Tensor]):
+        """(soft-DTW divergence, IDM(Z) + IDM(Z')), each per pair (B,)."""
         div = soft_dtw_divergence(z, z2, z_lens, z2_lens, gamma=self.gamma,
                                   bandwidth=self.bandwidth)
         reg = (idm_loss(z, z_lens, self.sigma, self.lam, self.eps)
                + idm_loss(z2, z2_lens, self.sigma, self.lam, self.eps))
+        return div, reg
+
+    def forward(self, z: torch.Tensor, z_lens: Optional[torch.Tensor],
+                z2: torch.Tensor, z2_lens: Optional[torch.Tensor]) -> torch.Tensor:
+        div, reg = self.terms(z, z_lens, z2, z2_lens)
         return (div + self.alpha * reg).mean()
 
     def extra_repr(self) -> str:

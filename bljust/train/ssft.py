@@ -66,6 +66,25 @@ def load_upstream(ckpt: Optional[str], arch: Union[None, str, Dict[str, Any]] = 
     return Upstream.from_checkpoint(ckpt, arch=arch, trust=trust, **kw)
 
 
+DIAG_CURVES = ("sdtw_div", "idm", "cos_near", "cos_far", "erank", "diag_dev_id", "diag_dev_pair")
+
+
+def _log_diagnostics(st: Dict[str, Any], events: Any, crit: LaserLoss, k: int, z: torch.Tensor,
+                     zl: torch.Tensor, div: float, reg: float) -> None:
+    """The loss's two terms and the collapse / alignment statistics of the last batch
+    (bljust.losses.laser_diagnostics): logged, written as TensorBoard scalars, kept for the
+    curves in diagnostics.png."""
+    from bljust.losses.laser_diagnostics import collapsed, laser_diagnostics
+
+    diag = dict(sdtw_div=div, idm=reg, **laser_diagnostics(z[:k], zl[:k], z[k:], zl[k:], gamma=crit.gamma))
+    log.info("diagnostics at update %d: %s", st["step"], ", ".join(f"{n} {v:.4g}" for n, v in diag.items()))
+    if collapsed(diag):
+        log.warning("the representation looks collapsed at update %d (far frames' cosine %.3f, effective rank "
+                    "%.2f, variance %.2g): see docs/laser.md", st["step"], diag["cos_far"], diag["erank"], diag["var"])
+    events.scalars(st["step"], diag, "diag/")
+    st.setdefault("diag", []).append(dict(step=st["step"], **diag))
+
+
 def save_upstream(up: Upstream, path: str, extra: Optional[Dict[str, torch.Tensor]] = None) -> None:
     obj: Dict[str, Any] = {"model": {k: v.detach().cpu() for k, v in up.model.state_dict().items()},
                            "upstream_config": _plain(up.config)}
@@ -188,6 +207,10 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
         if st["history"]:
             save_curves(os.path.join(out, "loss.png"), {"laser": [tuple(h) for h in st["history"]]},
                         "LASER fine-tuning", "update", "loss")
+        if st.get("diag"):
+            save_curves(os.path.join(out, "diagnostics.png"),
+                        {name: [(row["step"], row[name]) for row in st["diag"]] for name in DIAG_CURVES},
+                        "LASER diagnostics (collapse: cos_far -> 1, erank -> 1)", "update", "value")
         if final:
             save_upstream(model.upstream, os.path.join(out, "upstream.pth"),
                           {"laser_head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()}})
@@ -214,9 +237,11 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
             wavs, lens = pad_list(a_list + b_list)
             z, zl = model(wavs.to(dev), lens.to(dev))
             zl = zl.clamp(min=1)
-            loss = crit(z[:k], zl[:k], z[k:], zl[k:])
+            div, reg = crit.terms(z[:k], zl[:k], z[k:], zl[k:])
+            loss = (div + crit.alpha * reg).mean()
             (loss / accum).backward()
             upd_loss += float(loss.detach()) / accum
+        last = (z.detach(), zl, float(div.detach().mean()), float(reg.detach().mean()))
         gnorm = torch.nn.utils.clip_grad_norm_(params, float(tr["grad_clip"]))
         opt.step()
         sched.step()
@@ -228,6 +253,7 @@ def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
             log.info("update %d/%d: loss %.4f, grad norm %.3f, lr %.3g; %s", st["step"], total,
                      run_loss / run_n, float(gnorm), sched.get_last_lr()[0], prog.line(st["step"]))
             run_loss, run_n = 0.0, 0
+            _log_diagnostics(st, events, crit, k, *last)
         if st["step"] % int(tr["save_interval"]) == 0 and st["step"] < stop:
             save(False)
     save(st["step"] >= total)

@@ -70,6 +70,22 @@ def test_loss_decreases_with_training(tmp_path, tiny_hubert, wav_data_dir):
     assert [s for s, _ in tb] == [h[0] for h in res["history"]] and np.allclose([v for _, v in tb], losses)
 
 
+def test_diagnostics_are_logged_drawn_and_kept(tmp_path, tiny_hubert, wav_data_dir, caplog):
+    data = wav_data_dir(str(tmp_path))
+    with caplog.at_level("INFO"):
+        run(conf_for(tiny_hubert, data, str(tmp_path / "d"), **{"trainer.max_updates": 4, "trainer.log_interval": 2,
+                                                                 "trainer.accum_grad": 1}))
+    assert sum("diagnostics at update" in r.getMessage() for r in caplog.records) == 2
+    scalars = read_scalars(str(tmp_path / "d"))
+    for name in ("sdtw_div", "idm", "cos_near", "cos_far", "var", "erank", "diag_dev_id", "diag_dev_pair"):
+        assert [s for s, _ in scalars[f"diag/{name}"]] == [2, 4], name
+    # the two terms add up to the logged loss at the last update (alpha weighs the IDM term)
+    alpha = 0.4
+    last = scalars["train/laser"][-1][1]
+    assert abs(scalars["diag/sdtw_div"][-1][1] + alpha * scalars["diag/idm"][-1][1] - last) < 1e-4
+    assert (tmp_path / "d" / "diagnostics.png").stat().st_size > 1000
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="--trainer.max_updatez: unknown key .did you mean 'max_updates'"):
         load_config(None, ["--trainer.max_updatez", "3"], "ssft")
