@@ -2,6 +2,9 @@
 
 Global (what the trainer's --cmvn reads):
   python -m bljust.bin.compute_cmvn --feats_scp dump/fbank/train/feats.scp --out dump/fbank/train/cmvn.ark
+Global, over a sample of a feature dir, dumped or raw (asr.sh --feats_type raw computes the
+fbank of the sampled utterances from their audio):
+  python -m bljust.bin.compute_cmvn --data_dir dump/raw/org/train --num_utts 1000 --out dump/raw/org/train/cmvn.ark
 Per speaker (ark + scp keyed by speaker):
   python -m bljust.bin.compute_cmvn --feats_scp F --utt2spk data/train/utt2spk --out cmvn_spk.ark --out_scp cmvn_spk.scp
 Per speaker or per utterance, and the features normalised with them (Kaldi's apply-cmvn):
@@ -16,6 +19,7 @@ import os
 import sys
 from typing import List, Optional
 
+from bljust.data.dataset import sample_global_stats
 from bljust.features.cmvn import CMVN_TYPES, apply_per_key, compute_stats, write_global, write_per_key
 from bljust.utils.fileio import FormatError, read_table
 from bljust.utils.log import setup_logging
@@ -23,7 +27,11 @@ from bljust.utils.log import setup_logging
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--feats_scp", required=True)
+    p.add_argument("--feats_scp", help="features to accumulate (every matrix)")
+    p.add_argument("--data_dir", help="instead of --feats_scp: a feature dir, dumped or raw (global stats only)")
+    p.add_argument("--num_utts", type=int, default=0, help="with --data_dir: stats of this many utterances "
+                   "drawn at random (0: all)")
+    p.add_argument("--seed", type=int, default=0, help="with --num_utts: the draw")
     p.add_argument("--out", required=True, help="output stats (global: one matrix; per speaker/utterance: an ark)")
     p.add_argument("--cmvn_type", choices=CMVN_TYPES,
                    help="default: speaker when --utt2spk is given, else global")
@@ -40,6 +48,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(args.verbose)
     kind = args.cmvn_type or ("speaker" if args.utt2spk else "global")
     try:
+        if bool(args.feats_scp) == bool(args.data_dir):
+            raise ValueError("give one of --feats_scp and --data_dir")
+        if args.data_dir:
+            if kind != "global" or args.apply_ark:
+                raise ValueError("--data_dir gives global stats; per-speaker/utterance stats need --feats_scp")
+            write_global(args.out, sample_global_stats(args.data_dir, args.num_utts, args.seed)[0])
+            logging.info("wrote global stats to %s", args.out)
+            return 0
         if not os.path.isfile(args.feats_scp):
             raise FileNotFoundError(f"feats scp not found: {args.feats_scp}")
         if kind == "speaker" and not args.utt2spk:

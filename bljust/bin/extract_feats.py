@@ -6,6 +6,9 @@ One job (what `${cmd} JOB=1:${nj}` runs) writes <out_dir>/<name>.{ark,scp} (+ .d
       --out_dir dump/fbank/train/data --name feats.JOB
 (or --ark A --scp S for explicit paths), or, without a split data dir, job J of N:
   python -m bljust.bin.extract_feats --data_dir data/train --out_dir dump/fbank/train/data --job J --nj N
+With --compress true the ark holds Kaldi compressed matrices; with --feats_type raw no
+ark is written (the audio is checked and its samples counted) and merge writes wav.scp
+(+ segments) and utt2num_samples instead of feats.scp.
 Then join the jobs into --dest (feats.scp, utt2num_frames, feat_dim, failed, feats_conf.yaml
 and the text/utt2spk/spk2utt of the utterances with features); every utterance of the data
 dir must have features or a recorded reason, and a set with no features or more than
@@ -54,6 +57,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--fbank_conf", help="YAML file of fbank options (see FbankOptions)")
     p.add_argument("--fs", type=int, default=16000, help="expected sample rate")
     p.add_argument("--resample", type=str2bool, default=False, help="resample other rates to --fs instead of failing")
+    p.add_argument("--feats_type", choices=("fbank", "raw"), default="fbank",
+                   help="fbank: dump features into an ark; raw: check the audio and count its samples, "
+                        "the fbank is computed when training or decoding loads it")
+    p.add_argument("--compress", type=str2bool, default=False,
+                   help="write Kaldi compressed matrices (copy-feats --compress=true; about 4x smaller)")
     p.add_argument("--strict", type=str2bool, default=False, help="fail on the first bad utterance instead of skipping")
     p.add_argument("--max_fail_ratio", type=float, default=0.05,
                    help="with --merge: fail (and write nothing) when more of the set's utterances failed")
@@ -95,9 +103,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             dest = args.dest or args.out_dir
             opts = _opts(args)
             with hold_dir(dest, "merging features"):
-                merge_jobs(args.data_dir, dest, [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)],
-                           max_fail_ratio=args.max_fail_ratio)
-                write_feats_conf(dest, opts, args.resample, args.cmvn_type)
+                got = merge_jobs(args.data_dir, dest, [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)],
+                                 max_fail_ratio=args.max_fail_ratio)
+                write_feats_conf(dest, opts, args.resample, args.cmvn_type, got["feats_type"], got["compress"])
             return 0
         import torch  # only the jobs need it; the merge step starts without it
 
@@ -122,7 +130,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise ValueError(f"{args.data_dir} has no {name}")
         # one writer per job output (a rerun while an orphaned job still writes it stops here)
         with hold((scp[:-4] if scp.endswith(".scp") else scp) + ".lock", "feature extraction"):
-            extract_job(args.data_dir, ark, scp, opts, args.fs, args.resample, args.strict, only)
+            extract_job(args.data_dir, ark, scp, opts, args.fs, args.resample, args.strict, only,
+                        compress=args.compress, feats_type=args.feats_type)
         return 0
     except (FeatureError, FormatError, ValueError, OSError, LockError) as e:
         logging.error("%s", e)

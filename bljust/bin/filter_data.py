@@ -7,7 +7,8 @@ python -m bljust.bin.filter_data [--subsampling 4] [--min_frames N] [--max_frame
 Frame counts come from utt2num_frames (10 ms frames) in <in_dir> or --feats_dir.
 The floor is --min_frames, raised to what --subsampling needs when that is given
 (x4 when neither is). Reasons written to filtered.txt: no_features, too_short,
-too_long, empty_text, ctc_infeasible. feat_dim is copied along.
+too_long, empty_text, ctc_infeasible. feat_dim, feats_type and feats_conf.yaml are copied along
+(a raw feature dir keeps its wav.scp, segments and utt2num_samples, subset).
 """
 from __future__ import annotations
 

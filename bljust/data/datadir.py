@@ -17,11 +17,14 @@ from bljust.utils.fileio import FormatError, iter_table, read_table, write_table
 log = logging.getLogger(__name__)
 
 # Which id each table is keyed by decides how subsetting and renaming treat it.
-UTT_FILES = ("text", "utt2spk", "segments", "feats.scp", "utt2dur", "utt2num_frames", "text.phn", "utt2uniq")
+UTT_FILES = ("text", "utt2spk", "segments", "feats.scp", "utt2dur", "utt2num_frames", "text.phn", "utt2uniq",
+             "utt2num_samples")
 RECO_FILES = ("wav.scp", "reco2file_and_channel", "reco2dur")
 SPK_FILES = ("spk2gender",)
 TEXT_FILES = ("text", "text.phn")  # an empty transcript is readable; validate() reports it
 KNOWN_FILES = UTT_FILES + RECO_FILES + SPK_FILES + ("spk2utt",)
+# Not tables: what a feature dir says about its features; subsets and splits carry them along.
+FEATURE_INFO_FILES = ("feat_dim", "feats_type", "feats_conf.yaml")
 
 
 def c_sorted(keys: Iterable[str]) -> List[str]:

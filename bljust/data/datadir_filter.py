@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from typeguard import typechecked
 
-from bljust.data.datadir import DataDir
+from bljust.data.datadir import FEATURE_INFO_FILES, DataDir
 from bljust.utils.fileio import FormatError, atomic_write, read_table
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def filter_data_dir(in_dir: str, out_dir: str, subsampling: Optional[int] = None
 
     keep, dropped = filter_utterances(dd, frames, subsampling, min_frames, max_frames, ids, counts)
     dd.subset(keep).write(out_dir)
-    for name in ("feat_dim",):
+    for name in FEATURE_INFO_FILES:
         src = os.path.join(feats_dir or in_dir, name)
         if os.path.isfile(src) and os.path.abspath(src) != os.path.abspath(os.path.join(out_dir, name)):
             shutil.copyfile(src, os.path.join(out_dir, name))

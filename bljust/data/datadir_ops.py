@@ -5,9 +5,10 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import shutil
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
-from bljust.data.datadir import RECO_FILES, SPK_FILES, UTT_FILES, DataDir, c_sorted
+from bljust.data.datadir import FEATURE_INFO_FILES, RECO_FILES, SPK_FILES, UTT_FILES, DataDir, c_sorted
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ def split_to_disk(src: str, n: int, per_utt: bool = False) -> str:
         return out
     for i, part in enumerate(split_data_dir(DataDir.read(src), n, per_utt), 1):
         part.write(os.path.join(out, str(i)))
+        for name in FEATURE_INFO_FILES:
+            if os.path.isfile(os.path.join(src, name)):
+                shutil.copyfile(os.path.join(src, name), os.path.join(out, str(i), name))
     log.info("split %s into %d parts in %s", src, n, out)
     return out
 
@@ -301,9 +305,9 @@ def perturb_speed(dd: DataDir, factor: str, prefix: bool = True) -> DataDir:
     p = f"sp{factor}-" if prefix else ""
     add = lambda x: p + x  # noqa: E731
     out = _with_utt2uniq(dd, rename_ids(dd, add, add, add), add)
-    for name in ("feats.scp", "utt2num_frames"):
+    for name in ("feats.scp", "utt2num_frames", "utt2num_samples"):
         if out.tables.pop(name, None) is not None:
-            log.info("dropping %s: features must be recomputed for speed %s", name, factor)
+            log.info("dropping %s: features and lengths must be recomputed for speed %s", name, factor)
     if f == 1.0:
         return out
     if out.has("wav.scp"):

@@ -15,8 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from bljust.data.ark import load_mat
-from bljust.data.dataset import collate
+from bljust.data.dataset import FeatureReader, collate
 from bljust.decode.ctc import ctc_decode
 from bljust.utils import model_info
 from bljust.utils.fileio import read_table, write_table
@@ -39,10 +38,9 @@ def utterances_to_decode(data_dir: str, utt_list: Optional[str] = None, allow_mi
     """utt -> feats.scp entry for every utterance of the utt list (default: <data_dir>/text,
     else feats.scp). An utterance without features is an error naming it, or with
     allow_missing a logged skip with a count."""
-    feats_scp = os.path.join(data_dir, "feats.scp")
-    if not os.path.isfile(feats_scp):
-        raise FileNotFoundError(f"{feats_scp} not found: extract features for {data_dir} first")
-    feats = read_table(feats_scp)
+    reader = FeatureReader(data_dir)  # dumped (feats.scp) or raw (wav.scp + utt2num_samples)
+    feats = reader.entries
+    feats_scp = os.path.join(data_dir, "utt2num_samples" if reader.raw else "feats.scp")
     src = utt_list or os.path.join(data_dir, "text")
     if os.path.isfile(src):
         wanted = list(read_table(src, allow_empty_value=True))
@@ -79,10 +77,13 @@ def decode_data_dir(
 
     The token list, the features' dimension and CMVN type and (if given) the CMVN
     statistics must be those the model was trained with (ModelMismatchError otherwise).
+    Raw feature dirs (wav.scp + utt2num_samples) get their fbank computed here, as
+    training computed it.
     """
     from bljust.nets.model_file import load_model_for_inference
 
     utts = utterances_to_decode(data_dir, utt_list, allow_missing)
+    reader = FeatureReader(data_dir)
     model, config = load_model_for_inference(model_file, config_file, device=device)
     tokenizer = load_tokenizer(token_dir)
     info = (config or {}).get("model_info") or {}
@@ -90,11 +91,10 @@ def decode_data_dir(
         model_info.check_token_list(info, token_dir, int(tokenizer.vocab_size), model_file)
         first = next(iter(utts.values()), None)
         if first is not None:
-            model_info.check_features(info, data_dir, int(_load(first, next(iter(utts))).shape[1]),
+            model_info.check_features(info, data_dir, int(_load(reader, next(iter(utts)), first).shape[1]),
                                       model_file, cmvn)
     blank_id = int(getattr(tokenizer, "blank_id", 0))
-    n2f_path = os.path.join(data_dir, "utt2num_frames")
-    n2f = read_table(n2f_path) if os.path.isfile(n2f_path) else {}
+    n2f = reader.lengths() if reader.raw or os.path.isfile(os.path.join(data_dir, "utt2num_frames")) else {}
     # Longest first so that padding is small and an out-of-memory shows up at once.
     order = sorted(utts, key=lambda u: -int(n2f.get(u, 0)))
     hyps: List[Dict[str, tuple]] = [dict() for _ in range(nbest)]
@@ -103,7 +103,7 @@ def decode_data_dir(
         keys = order[i : i + batch_size]
         items = []
         for u in keys:
-            items.append((u, _load(utts[u], u), []))
+            items.append((u, _load(reader, u, utts[u]), []))
             if items[-1][1].ndim != 2 or items[-1][1].shape[1] != items[0][1].shape[1]:
                 raise ValueError(f"utterance {u} ({utts[u]}): features of shape {items[-1][1].shape}, the others in "
                                  f"its batch have {items[0][1].shape[1]} dimensions")
@@ -131,11 +131,11 @@ def decode_data_dir(
     return len(hyps[0])
 
 
-def _load(rxfile: str, utt: str) -> np.ndarray:
+def _load(reader, utt: str, entry: str) -> np.ndarray:
     try:
-        return np.asarray(load_mat(rxfile), dtype=np.float32)
-    except Exception as e:  # noqa: BLE001 - name the utterance whatever kaldiio raised
-        raise ValueError(f"cannot read features of utterance {utt} ({rxfile}): {e}") from None
+        return reader.load(utt)  # a raw folder's fbank is computed here, as training computed it
+    except Exception as e:  # noqa: BLE001 - name the utterance whatever kaldiio or the audio reader raised
+        raise ValueError(f"cannot read features of utterance {utt} ({entry}): {e}") from None
 
 
 def _write_outputs(d: str, hyps: Dict[str, tuple]) -> None:
@@ -184,7 +184,7 @@ def _check_complete(merged: Dict[str, str], data_dir: str, allow_missing: bool, 
     if expected is None:
         text = os.path.join(data_dir, "text")
         expected = read_table(text, allow_empty_value=True) if os.path.isfile(text) else \
-            read_table(os.path.join(data_dir, "feats.scp"))
+            utterances_to_decode(data_dir, None)
     lost = [u for u in expected if u not in merged]
     if lost:
         raise ValueError(f"{len(lost)} utterance(s) of {data_dir} are not in the merged {what}: {_fmt_ids(lost)}")

@@ -225,3 +225,78 @@ def iter_utterances(data_dir: str, fs: int = 16000, allow_resample: bool = False
                 yield utt, None, f"empty or invalid segment {start}..{end} s of recording '{rec}'"
                 continue
             yield utt, x[b:e], ""
+
+
+class UtteranceReader:
+    """Random access to the audio of single utterances of a data dir, as iter_utterances gives them.
+
+    What the raw-feature loader uses (one instance per loader worker). A segment of a
+    plain audio file is read by seeking (soundfile), not by decoding the whole
+    recording; a segment of a pipe decodes its recording, and the last recording is
+    kept, so that segments read in order cost one decode.
+    """
+
+    def __init__(self, data_dir: str, fs: int = 16000, allow_resample: bool = False) -> None:
+        self.data_dir, self.fs, self.allow_resample = data_dir, fs, allow_resample
+        self.wav, dups, _ = _table(os.path.join(data_dir, "wav.scp"))
+        if dups:
+            raise FormatError(os.path.join(data_dir, "wav.scp"), 0, next(iter(dups.values())))
+        seg = os.path.join(data_dir, "segments")
+        self.segments: Dict[str, Tuple[str, float, float]] = {}
+        if os.path.isfile(seg):
+            segs, dups = _segments(seg)
+            if dups:
+                raise FormatError(seg, 0, next(iter(dups.values())))
+            self.segments = dict(segs)
+        self._last: Tuple[str, Optional[np.ndarray]] = ("", None)
+        self._seekable: Dict[str, bool] = {}
+
+    def _rate_checked(self, x: np.ndarray, rate: int) -> np.ndarray:
+        if rate != self.fs:
+            if not self.allow_resample:
+                raise AudioError(f"sample rate {rate} Hz, expected {self.fs} Hz")
+            x = resample(x, rate, self.fs)
+        return x
+
+    def _recording(self, rec: str) -> np.ndarray:
+        if self._last[0] != rec:
+            self._last = (rec, self._rate_checked(*read_audio(self.wav[rec])))
+        return self._last[1]
+
+    def read(self, utt: str) -> np.ndarray:
+        """float32 samples in int16 scale; AudioError names the utterance and the reason."""
+        try:
+            if utt not in self.segments:
+                if utt not in self.wav:
+                    raise AudioError("not in wav.scp")
+                return self._rate_checked(*read_audio(self.wav[utt]))
+            rec, start, end = self.segments[utt]
+            if rec not in self.wav:
+                raise AudioError(f"recording '{rec}' is not in wav.scp")
+            spec = self.wav[rec]
+            if rec not in self._seekable:
+                self._seekable[rec] = not spec.endswith("|") and self._can_seek(spec)
+            if self._seekable[rec]:
+                return self._read_part(spec, start, end)
+            x = self._recording(rec)
+            e = len(x) if end < 0 else min(int(end * self.fs), len(x))
+            return x[int(start * self.fs):e]
+        except AudioError as err:
+            raise AudioError(f"{self.data_dir}: utterance '{utt}': {err}") from None
+
+    def _can_seek(self, path: str) -> bool:
+        try:
+            return sf.info(path).samplerate == self.fs
+        except Exception:  # noqa: BLE001 - not something libsndfile can seek in: decode it whole
+            return False
+
+    def _read_part(self, path: str, start: float, end: float) -> np.ndarray:
+        b = int(start * self.fs)
+        with sf.SoundFile(path) as f:
+            if f.channels != 1:
+                raise AudioError(f"{path}: {f.channels} channels, expected mono")
+            e = f.frames if end < 0 else min(int(end * self.fs), f.frames)
+            f.seek(b)
+            if f.subtype == "PCM_16":
+                return f.read(e - b, dtype="int16").astype(np.float32)
+            return f.read(e - b, dtype="float32") * np.float32(32768.0)

@@ -1,5 +1,13 @@
 """The feature stage: one job turns a data directory into an ark/scp pair; merge joins the jobs.
 
+Three kinds of output (`feats_type`, ESPnet2's word for it):
+  fbank             float32 fbank matrices in an ark (4 bytes per value);
+  fbank, compress   Kaldi's compressed matrices (`copy-feats --compress=true`: about 1 byte
+                    per value, read back by kaldiio and Kaldi alike);
+  raw               no ark: every utterance is read once to check it and count its samples,
+                    and the merged folder holds wav.scp (+ segments) and utt2num_samples; the
+                    fbank is computed when the audio is loaded (see bljust/data/dataset.py).
+
 A job writes `<ark>.tmp` and renames it when complete, then writes its scp, its list
 of failed utterances and, last, a done-marker that records a hash of its inputs and
 options. A re-run skips a job whose marker matches and redoes any other, so a job
@@ -18,6 +26,7 @@ import time
 from typing import Dict, List, Optional, Set, Tuple
 
 import humanfriendly
+import kaldiio.matio
 import numpy as np
 from typeguard import typechecked
 
@@ -30,6 +39,11 @@ log = logging.getLogger(__name__)
 
 # Utterances are sent to the filterbank in batches of about this much audio.
 BATCH_SECONDS = 30.0
+FEATS_TYPES = ("fbank", "raw")
+# Kaldi's copy-feats --compress=true default, --compression-method=1 (kAutomaticMethod):
+# per-column 8-bit quantisation around the column's percentiles (kSpeechFeature) for
+# matrices of more than 8 rows, 16-bit for the rest.
+KALDI_AUTOMATIC_COMPRESSION = 1
 
 
 class FeatureError(RuntimeError):
@@ -39,10 +53,12 @@ class FeatureError(RuntimeError):
 def job_paths(scp: str) -> Dict[str, str]:
     """Side files of a job, named after its scp: .done, .failed, .utt2num_frames."""
     stem = scp[:-4] if scp.endswith(".scp") else scp
-    return {"done": stem + ".done", "failed": stem + ".failed", "utt2num_frames": stem + ".utt2num_frames"}
+    return {"done": stem + ".done", "failed": stem + ".failed", "utt2num_frames": stem + ".utt2num_frames",
+            "utt2num_samples": stem + ".utt2num_samples"}
 
 
-def _fingerprint(data_dir: str, opts: FbankOptions, fs: int, allow_resample: bool, only: Optional[Set[str]]) -> str:
+def _fingerprint(data_dir: str, opts: FbankOptions, fs: int, allow_resample: bool, only: Optional[Set[str]],
+                 kind: str) -> str:
     h = hashlib.sha1()
     for name in ("wav.scp", "segments"):
         p = os.path.join(data_dir, name)
@@ -52,15 +68,16 @@ def _fingerprint(data_dir: str, opts: FbankOptions, fs: int, allow_resample: boo
     wav_scp = os.path.join(data_dir, "wav.scp")
     if os.path.isfile(wav_scp):  # a restored or re-recorded audio file changes its size or mtime
         h.update(audio_stat_sha1(wav_scp).encode())
-    h.update(json.dumps([dataclasses.asdict(opts), fs, allow_resample, sorted(only or [])]).encode())
+    h.update(json.dumps([dataclasses.asdict(opts), fs, allow_resample, sorted(only or []), kind]).encode())
     return h.hexdigest()
 
 
 class _ArkWriter:
     """Kaldi binary float matrices; the scp points at the final ark name while the data goes to a temp file."""
 
-    def __init__(self, ark: str) -> None:
+    def __init__(self, ark: str, compress: bool = False) -> None:
         self.ark = ark
+        self.compress = compress
         self.tmp = ark + ".tmp"
         self.f = open(self.tmp, "wb")
         self.scp: List[Tuple[str, str]] = []
@@ -68,10 +85,14 @@ class _ArkWriter:
     def write(self, key: str, mat: np.ndarray) -> None:
         head = key.encode("utf-8") + b" "
         offset = self.f.tell() + len(head)
+        self.scp.append((key, f"{self.ark}:{offset}"))
+        if self.compress:
+            self.f.write(head)
+            kaldiio.matio.write_array(self.f, np.asarray(mat, dtype=np.float32), "<", KALDI_AUTOMATIC_COMPRESSION)
+            return
         rows, cols = mat.shape
         self.f.write(head + b"\0BFM \x04" + struct.pack("<i", rows) + b"\x04" + struct.pack("<i", cols))
         self.f.write(np.ascontiguousarray(mat, dtype="<f4").data)
-        self.scp.append((key, f"{self.ark}:{offset}"))
 
     def commit(self) -> None:
         # No fsync: the rename alone makes a killed job harmless, and forcing gigabytes of
@@ -87,19 +108,28 @@ class _ArkWriter:
 
 @typechecked
 def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] = None, fs: int = 16000,
-                allow_resample: bool = False, strict: bool = False, only: Optional[Set[str]] = None) -> Dict:
+                allow_resample: bool = False, strict: bool = False, only: Optional[Set[str]] = None,
+                compress: bool = False, feats_type: str = "fbank") -> Dict:
     """Computes fbank for every utterance of `data_dir` (or those in `only`) into ark/scp.
 
     Returns a summary dict (also stored in the done-marker). Utterances that cannot be
     read are skipped and listed with their reason in the job's .failed file, or raise
-    FeatureError when `strict`.
+    FeatureError when `strict`. `compress` writes Kaldi compressed matrices; feats_type
+    "raw" writes no ark and no scp, only the sample and frame counts of the readable
+    utterances (the fbank is computed at training time from the audio).
     """
     opts = opts or FbankOptions(sample_rate=fs)
     if opts.sample_rate != fs:
         raise ValueError(f"fbank sample_rate {opts.sample_rate} differs from fs {fs}")
+    if feats_type not in FEATS_TYPES:
+        raise ValueError(f"feats_type must be one of {FEATS_TYPES}, got '{feats_type}'")
+    if compress and feats_type == "raw":
+        raise ValueError("--compress applies to dumped fbank, not to feats_type raw")
+    raw = feats_type == "raw"
+    kind = "raw" if raw else ("fbank_compressed" if compress else "fbank")
     side = job_paths(scp)
-    fp = _fingerprint(data_dir, opts, fs, allow_resample, only)
-    if os.path.isfile(side["done"]) and os.path.isfile(ark) and os.path.isfile(scp):
+    fp = _fingerprint(data_dir, opts, fs, allow_resample, only, kind)
+    if os.path.isfile(side["done"]) and (raw or (os.path.isfile(ark) and os.path.isfile(scp))):
         with open(side["done"], encoding="utf-8") as f:
             done = json.load(f)
         if done.get("fingerprint") == fp:
@@ -110,9 +140,10 @@ def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] 
         os.unlink(side["done"])  # from here on this job is not done, whatever happens
     os.makedirs(os.path.dirname(os.path.abspath(ark)), exist_ok=True)
     fbank = Fbank(opts)
-    writer = _ArkWriter(ark)
+    writer = None if raw else _ArkWriter(ark, compress)
     failed: List[Tuple[str, str]] = []
     frames: Dict[str, int] = {}
+    samples: Dict[str, int] = {}
     batch: List[Tuple[str, np.ndarray]] = []
     batch_samples = 0
     audio_s = 0.0
@@ -141,26 +172,36 @@ def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] 
                 log.warning("skipping utterance '%s': %s", utt, reason)
                 failed.append((utt, reason))
                 continue
+            audio_s += len(wave) / fs
+            if raw:  # checked readable; its frames are what the loader's fbank will give
+                samples[utt], frames[utt] = len(wave), num_frames(len(wave), opts)
+                continue
             batch.append((utt, wave))
             batch_samples += len(wave)
-            audio_s += len(wave) / fs
             if batch_samples >= BATCH_SECONDS * fs:
                 flush()
         if batch:
             flush()
-        writer.commit()
+        if writer is not None:
+            writer.commit()
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
-    write_table(scp, writer.scp, sort=True)
+    if raw:
+        write_table(side["utt2num_samples"], {k: str(v) for k, v in samples.items()})
+    else:
+        write_table(scp, writer.scp, sort=True)
     write_table(side["utt2num_frames"], {k: str(v) for k, v in frames.items()})
     write_table(side["failed"], failed)
     elapsed = time.perf_counter() - t0
     summary = {"fingerprint": fp, "num_utts": len(frames), "num_failed": len(failed), "feat_dim": opts.feat_dim,
-               "audio_seconds": round(audio_s, 3)}
+               "audio_seconds": round(audio_s, 3), "feats_type": feats_type, "compress": compress,
+               "fs": fs, "resample": allow_resample, "fbank": dataclasses.asdict(opts)}
     with atomic_write(side["done"]) as f:
         json.dump(summary, f)
-    log.info("%s: %d utterances (%s of audio) in %s, %.0fx real time; %d skipped (listed in %s)", scp, len(frames),
+    log.info("%s: %d utterances (%s of audio) in %s, %.0fx real time; %d skipped (listed in %s)",
+             side["utt2num_samples"] if raw else scp, len(frames),
              humanfriendly.format_timespan(audio_s), humanfriendly.format_timespan(elapsed),
              audio_s / max(elapsed, 1e-9), len(failed), side["failed"])
     return summary
@@ -171,12 +212,18 @@ def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] 
 FEATS_CONF = "feats_conf.yaml"
 
 
-def write_feats_conf(out_dir: str, opts: FbankOptions, resample: bool, cmvn_type: str) -> Dict:
-    """Writes <out_dir>/feats_conf.yaml: fbank options, sample rate, resampling and the CMVN type."""
+def write_feats_conf(out_dir: str, opts: FbankOptions, resample: bool, cmvn_type: str,
+                     feats_type: str = "fbank", compress: bool = False) -> Dict:
+    """Writes <out_dir>/feats_conf.yaml: fbank options, sample rate, resampling, the CMVN type,
+    and how the features are stored (feats_type fbank, compress or not; or raw: the loader
+    computes this fbank from the folder's wav.scp)."""
     import yaml
 
+    if feats_type == "raw" and cmvn_type != "global":
+        raise ValueError(f"--cmvn_type {cmvn_type} is applied to dumped features: raw input takes global CMVN")
     conf = {"feature": "fbank", "fs": opts.sample_rate, "resample": resample, "feat_dim": opts.feat_dim,
-            "cmvn_type": cmvn_type, "fbank": dataclasses.asdict(opts)}
+            "cmvn_type": cmvn_type, "fbank": dataclasses.asdict(opts), "feats_type": feats_type,
+            "compress": bool(compress)}
     if cmvn_type != "global":
         conf["cmvn_stats"] = f"cmvn_{cmvn_type}.ark"
     with atomic_write(os.path.join(out_dir, FEATS_CONF)) as f:
@@ -207,11 +254,12 @@ def split_ids(ids: List[str], job: int, nj: int) -> Set[str]:
 @typechecked
 def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool = True,
                max_fail_ratio: float = 1.0) -> Dict:
-    """Joins job outputs into out_dir/{feats.scp, utt2num_frames, feat_dim, failed}.
+    """Joins job outputs into out_dir/{feats.scp, utt2num_frames, feat_dim, failed, feats_type}.
 
     With `copy_tables`, text, text.phn and utt2spk of `data_dir` are copied next to them,
     keeping only utterances that have features, and spk2utt is rebuilt: out_dir is then
-    a consistent data directory with feats.scp in place of wav.scp.
+    a consistent data directory with feats.scp in place of wav.scp. Raw jobs (no ark)
+    give wav.scp (+ segments) and utt2num_samples in place of feats.scp.
 
     Every utterance of `data_dir` must have features or a recorded reason; any job
     without its done-marker, or an utterance with neither, is an error. Utterances that
@@ -221,46 +269,82 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
     """
     feats: Dict[str, str] = {}
     nframes: Dict[str, str] = {}
+    nsamples: Dict[str, str] = {}
     failed: Dict[str, str] = {}
-    dims = set()
+    kinds = set()
+    done: Dict = {}
     for scp in scps:
         side = job_paths(scp)
         if not os.path.isfile(side["done"]):
             raise FeatureError(f"job output {scp} is incomplete (no {side['done']}); run the extraction again")
         with open(side["done"], encoding="utf-8") as f:
-            dims.add(json.load(f)["feat_dim"])
-        for part, table in ((scp, feats), (side["utt2num_frames"], nframes)):
+            done = json.load(f)
+        done.setdefault("feats_type", "fbank")
+        kinds.add(json.dumps([done.get(k) for k in ("feat_dim", "feats_type", "compress", "fs", "resample", "fbank")]))
+        raw = done["feats_type"] == "raw"
+        tables = [(side["utt2num_samples"], nsamples) if raw else (scp, feats), (side["utt2num_frames"], nframes)]
+        for part, table in tables:
             for k, v, lineno in iter_table(part):
                 if k in table:
                     raise FeatureError(f"{part}:{lineno}: utterance '{k}' also appears in another job")
                 table[k] = v
         for k, v, _ in iter_table(side["failed"]):
             failed[k] = v
-    if len(dims) > 1:
-        raise FeatureError(f"jobs disagree on the feature dimension: {sorted(dims)}")
+    if len(kinds) > 1:
+        raise FeatureError(f"the jobs of {out_dir} were run with different feature options "
+                           f"(dimension, feats_type, compression or fbank options); run them again together")
+    raw = done.get("feats_type") == "raw"
+    have = nsamples if raw else feats
     ids = utterance_ids(data_dir)
-    missing = [u for u in ids if u not in feats and u not in failed]
+    missing = [u for u in ids if u not in have and u not in failed]
     if missing:
         raise FeatureError(f"{len(missing)} utterance(s) of {data_dir} have neither features nor a recorded reason "
                            f"(first: {', '.join(missing[:5])}); were all jobs run?")
     failed.update(lost_utterances(data_dir, set(ids)))
-    total = len(feats) + len(failed)
-    if not feats or len(failed) > max_fail_ratio * total:
-        what = "no utterance has features" if not feats else (
+    total = len(have) + len(failed)
+    if not have or len(failed) > max_fail_ratio * total:
+        what = "no utterance has features" if not have else (
             f"{len(failed)} of {total} utterances failed, more than --max_fail_ratio {max_fail_ratio:g}")
         raise FeatureError(f"{data_dir}: {what}; nothing written. Reasons:\n" + describe_failures(failed))
-    write_table(os.path.join(out_dir, "feats.scp"), feats)
+    os.makedirs(out_dir, exist_ok=True)
+    if raw:
+        _write_raw_tables(data_dir, out_dir, set(nsamples))
+        write_table(os.path.join(out_dir, "utt2num_samples"), nsamples)
+    else:
+        write_table(os.path.join(out_dir, "feats.scp"), feats)
     write_table(os.path.join(out_dir, "utt2num_frames"), nframes)
     write_table(os.path.join(out_dir, "failed"), failed)
     with atomic_write(os.path.join(out_dir, "feat_dim")) as f:
-        f.write(f"{dims.pop() if dims else 0}\n")
+        f.write(f"{done.get('feat_dim', 0)}\n")
+    write_feats_type(out_dir, done.get("feats_type", "fbank"))
     if copy_tables:
-        _copy_tables(data_dir, out_dir, set(feats))
+        _copy_tables(data_dir, out_dir, set(have))
     if failed:
-        log.warning("%d of %d utterances have no features; reasons in %s", len(failed), len(feats) + len(failed),
+        log.warning("%d of %d utterances have no features; reasons in %s", len(failed), len(have) + len(failed),
                     os.path.join(out_dir, "failed"))
-    log.info("merged %d jobs: %d utterances into %s", len(scps), len(feats), os.path.join(out_dir, "feats.scp"))
-    return {"num_utts": len(feats), "num_failed": len(failed)}
+    log.info("merged %d jobs: %d utterances into %s", len(scps), len(have),
+             os.path.join(out_dir, "utt2num_samples" if raw else "feats.scp"))
+    return {"num_utts": len(have), "num_failed": len(failed), "feats_type": done.get("feats_type", "fbank"),
+            "compress": bool(done.get("compress", False))}
+
+
+def write_feats_type(out_dir: str, kind: str) -> None:
+    """`feats_type`, one word as ESPnet2 writes it: fbank or raw (the rest is in feats_conf.yaml)."""
+    with atomic_write(os.path.join(out_dir, "feats_type")) as f:
+        f.write(kind + "\n")
+
+
+def _write_raw_tables(data_dir: str, out_dir: str, keep: Set[str]) -> None:
+    """wav.scp (+ segments) of the kept utterances, values as in data_dir (paths or pipes)."""
+    seg = os.path.join(data_dir, "segments")
+    wav = [(k, v) for k, v, _ in iter_table(os.path.join(data_dir, "wav.scp"))]
+    if os.path.isfile(seg):
+        segs = [(k, v) for k, v, _ in iter_table(seg) if k in keep]
+        recs = {v.split()[0] for _, v in segs}
+        write_table(os.path.join(out_dir, "segments"), segs)
+        write_table(os.path.join(out_dir, "wav.scp"), [(k, v) for k, v in wav if k in recs])
+    else:
+        write_table(os.path.join(out_dir, "wav.scp"), [(k, v) for k, v in wav if k in keep])
 
 
 def lost_utterances(data_dir: str, ids: Set[str]) -> Dict[str, str]:

@@ -11,10 +11,11 @@ import contextlib
 import logging
 import os
 import random
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from bljust.data.batching import make_batches
 from bljust.data.dataset import ASRDataset, collate
@@ -56,6 +57,16 @@ def edit_distance(a: Sequence, b: Sequence) -> int:
     return prev[-1]
 
 
+def device_frontend(dataset: ASRDataset, device: torch.device) -> Optional[nn.Module]:
+    """The fbank module that turns raw waveforms into features on the device, when the dataset sends them."""
+    if not dataset.on_device:
+        return None
+    from bljust.nets.frontend import FbankFrontend
+
+    logger.info("raw input: the loader sends waveforms, the fbank is computed on %s", device)
+    return FbankFrontend(dataset.reader.fbank_opts).to(device)
+
+
 class TrainerBase:
     """Run attributes and the epoch-end machinery; subclasses provide run(), save_checkpoint(),
     _resume() and plot()."""
@@ -68,7 +79,15 @@ class TrainerBase:
         self.dist, self.device = dist, device
         self.seed = int(config["seed"])
         self.amp = str(self.tc.get("amp", "none"))
+        self.frontend = device_frontend(train_set, device)
         self._events: Optional[EventLog] = None
+
+    def features(self, b: Dict[str, Any], dataset: Optional[ASRDataset] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A batch's features and their lengths on the device (fbank computed there for raw on-device input)."""
+        x, lens = b["feats"].to(self.device, non_blocking=True), b["feat_lens"].to(self.device, non_blocking=True)
+        if self.frontend is not None and (dataset or self.train_set).on_device:
+            x, lens = self.frontend(x, lens)
+        return x, lens
 
     @property
     def events(self) -> EventLog:
@@ -110,7 +129,7 @@ class TrainerBase:
         for keys in batches:
             b = collate([self.valid_set[k] for k in keys])
             with autocast(self.device, self.amp):
-                enc, elens = m.encode(b["feats"].to(self.device), b["feat_lens"].to(self.device))
+                enc, elens = m.encode(*self.features(b, self.valid_set))
             loss = m.ctc_loss(enc, elens, b["ys"].to(self.device), b["y_lens"].to(self.device))
             loss_sum += float(loss)
             n += len(keys)

@@ -206,7 +206,8 @@ class BilevelTrainer(TrainerBase):
 
     def _batch(self, stream: BatchStream) -> Tuple[Dict[str, Any], float]:
         b = stream.next()
-        for k in ("feats", "feat_lens", "ys", "y_lens"):
+        b["feats"], b["feat_lens"] = self.features(b, stream.dataset)
+        for k in ("ys", "y_lens"):
             b[k] = b[k].to(self.device)
         # gradients are summed over ranks: weight each rank's mean by its share of the global batch
         return b, b["feats"].size(0) / b["global_size"]

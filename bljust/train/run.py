@@ -91,8 +91,15 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
     bc = config["batching"]
     # too short for the subsampling front end: no output frame at all
     shortest = max(int(bc.get("min_frames", 0)), min_input_frames(int((config.get("encoder") or {}).get("subsampling", 4))))
-    train_set = ASRDataset(config["train_data_dir"], tokenizer, shortest, int(bc.get("max_frames", 0)))
-    valid_set = ASRDataset(config["valid_data_dir"], tokenizer, shortest) if config.get("valid_data_dir") else None
+    fe = config.get("frontend") or {}  # the schema checked it (type: fbank)
+    on_device = bool(fe.get("on_device", False)) and not os.path.isfile(os.path.join(config["train_data_dir"], "feats.scp"))
+    if fe.get("on_device") and not on_device:
+        logger.info("frontend.on_device is set, but %s holds dumped features: it applies to raw input only",
+                    config["train_data_dir"])
+    train_set = ASRDataset(config["train_data_dir"], tokenizer, shortest, int(bc.get("max_frames", 0)),
+                           on_device=on_device)
+    valid_set = (ASRDataset(config["valid_data_dir"], tokenizer, shortest, on_device=on_device)
+                 if config.get("valid_data_dir") else None)
     if dist.is_master:
         _log_data_setup(config, tokenizer)
     mean = istd = None
@@ -127,6 +134,7 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
     elif method == "bilevel":
         from bljust.train.bilevel_trainer import BilevelTrainer
 
-        unlab_set = ASRDataset(config["unlab_data_dir"], None, shortest, int(bc.get("max_frames", 0)), labeled=False)
+        unlab_set = ASRDataset(config["unlab_data_dir"], None, shortest, int(bc.get("max_frames", 0)), labeled=False,
+                               on_device=on_device)
         logger.info("%d unlabeled utterances from %s", len(unlab_set), config["unlab_data_dir"])
         BilevelTrainer(config, model, train_set, unlab_set, valid_set, tokenizer, dist, device).run()

@@ -134,6 +134,14 @@ class CTCConfig:
 
 
 @dataclass
+class FrontendConfig:
+    type: Literal["fbank"] = key("fbank", "the features computed from raw input (asr.sh --feats_type raw): "
+                                          "Kaldi fbank, with the options stage 3 recorded in the data dir's feats_conf.yaml")
+    on_device: bool = key(False, "raw input: compute the fbank on the training device (the loader sends "
+                                 "waveforms) instead of in the loader workers; dumped features ignore it")
+
+
+@dataclass
 class BatchingConfig:
     batch_bins: int = key(20000, "a batch holds at most this many frames x utterances (padded)")
     max_batch_size: int = key(256, "at most this many utterances per batch; 0: no limit")
@@ -263,6 +271,7 @@ class TrainConfig:
     encoder: EncoderConfig = key(EncoderConfig(), "the Conformer encoder")
     specaug: Optional[SpecAugConfig] = key(SpecAugConfig(), "SpecAugment; null: off")
     ctc: CTCConfig = key(CTCConfig(), "the CTC loss")
+    frontend: FrontendConfig = key(FrontendConfig(), "where the fbank of raw input is computed")
     optim: OptimConfig = key(OptimConfig(weight_decay=1.0e-6), "the supervised optimiser", (SUPERVISED,))
     scheduler: SchedulerConfig = key(SchedulerConfig(warmup_steps=1000), "the supervised lr schedule", (SUPERVISED,))
     unsup: UnsupConfig = key(UnsupConfig(), "the lower-level (unsupervised) loss and its options", (BILEVEL,))

@@ -121,7 +121,7 @@ class Trainer(TrainerBase):
             group_start = ((pos - 1) // self.accum) * self.accum
             group_len = min(self.accum, n_batches - group_start)
             last = pos == group_start + group_len
-            feats, flens = b["feats"].to(self.device), b["feat_lens"].to(self.device)
+            feats, flens = self.features(b)
             ys, ylens = b["ys"].to(self.device), b["y_lens"].to(self.device)
             sync = contextlib.nullcontext() if (self.ddp is None or last) else self.ddp.no_sync()
             with sync:

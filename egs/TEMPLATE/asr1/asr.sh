@@ -9,8 +9,8 @@
 # Stages:
 #   1  data preparation                local/data.sh -> data/<set>
 #   2  speed perturbation (optional)   data/<train>_sp
-#   3  fbank features + CMVN           dump/fbank/org/<set>
-#   4  filtering (short/long/empty)    dump/fbank/<set> (training and validation sets only)
+#   3  fbank features + CMVN           dump/<kind>/org/<set> (kind: fbank, fbank_compressed or raw)
+#   4  filtering (short/long/empty)    dump/<kind>/<set> (training and validation sets only)
 #   5  tokenizer and token list        data/token_list/<tag>
 #   6  training                        exp/asr_<tag>
 #   7  decoding                        exp/asr_<tag>/decode_<inference_tag>/<set>
@@ -52,6 +52,10 @@ test_sets=              # sets to decode and score
 speed_perturb_factors=  # e.g. "0.9 1.0 1.1" (empty: none)
 
 # Features
+feats_type=fbank        # fbank: dump fbank matrices (Kaldi, ESPnet1); raw: keep the audio, compute
+                        # the fbank in the data loader or on the GPU (ESPnet2); see the README
+compress=false          # fbank only: Kaldi compressed matrices (copy-feats --compress=true), ~4x smaller
+cmvn_num_utts=1000      # raw only: global CMVN from this many training utterances (0: all)
 fs=16000                # sample rate of the features; audio at another rate fails unless --resample true
 resample=false          # true: convert audio at other rates to --fs (false: such utterances fail, with the reason)
 fbank_conf=             # YAML of fbank options (default: 80 bins, 25 ms / 10 ms; at 8 kHz 40 bins up to 3.8 kHz)
@@ -118,7 +122,16 @@ fi
 stop_stage=$(min "${stop_stage}" "${last_stage}")
 [ -n "${train_set}" ] && [ -n "${valid_set}" ] || { log "--train_set and --valid_set are required"; exit 2; }
 
-data_feats=${dumpdir}/fbank
+case "${feats_type}:${compress}" in
+  fbank:false) data_feats=${dumpdir}/fbank ;;
+  fbank:true) data_feats=${dumpdir}/fbank_compressed ;;
+  raw:false) data_feats=${dumpdir}/raw ;;
+  raw:true) log "--compress true applies to --feats_type fbank (raw input has no feature dump)"; exit 2 ;;
+  *) log "--feats_type must be fbank or raw and --compress true or false, got '${feats_type}' and '${compress}'"; exit 2 ;;
+esac
+if [ "${feats_type}" = raw ] && [ "${cmvn_type}" != global ]; then
+  log "--cmvn_type ${cmvn_type} is applied to dumped features: raw input takes global CMVN"; exit 2
+fi
 [ -n "${speed_perturb_factors}" ] && train_set_sp=${train_set}_sp || train_set_sp=${train_set}
 if [ "${token_type}" = char ]; then token_tag=char; else token_tag=${token_type}_${bpemode}${nbpe}; fi
 token_dir=data/token_list/${token_tag}
@@ -174,13 +187,14 @@ elif stage_on 2; then
 fi
 
 if stage_on 3; then
-  log "Stage 3: fbank features (${fs} Hz, ${cmvn_type} CMVN) into ${data_feats}/org"
+  log "Stage 3: $([ "${feats_type}" = raw ] && echo "raw audio (checked and measured; fbank at load time)" || echo "fbank features$([ "${compress}" = true ] && echo ", compressed")") (${fs} Hz, ${cmvn_type} CMVN) into ${data_feats}/org"
   for x in $(all_sets); do
     out=${data_feats}/org/${x}
     # the marker records the data dir's tables, its audio files' size and mtime, and the options
     stamp=(--files data/${x}/{wav.scp,segments,utt2spk,text,reco2file_and_channel} ${fbank_conf}
            --audio_of "data/${x}/wav.scp" --opt "fs=${fs}" --opt "resample=${resample}"
-           --opt "fbank_conf=${fbank_conf}" --opt "cmvn_type=${cmvn_type}" --opt "max_fail_ratio=${max_fail_ratio}")
+           --opt "fbank_conf=${fbank_conf}" --opt "cmvn_type=${cmvn_type}" --opt "max_fail_ratio=${max_fail_ratio}"
+           --opt "feats_type=${feats_type}" --opt "compress=${compress}")
     if forced 3; then
       log "  ${out}: --force_stage 3: extracting again"; rm -f "${out}/.done" "${out}"/data/*.done
     elif why=$(${python} -m bljust.bin.stage_stamp check "${out}/.done" "${stamp[@]}"); then
@@ -194,7 +208,8 @@ if stage_on 3; then
     utils/split_data.sh --per-utt "data/${x}" "${_nj}"
     ${train_cmd} JOB=1:"${_nj}" "${out}/log/extract_feats.JOB.log" \
       ${python} -m bljust.bin.extract_feats --data_dir "data/${x}/split${_nj}utt/JOB" \
-        --out_dir "${out}/data" --name "feats.JOB" --fs "${fs}" --resample "${resample}" "${fbank_opt[@]}"
+        --out_dir "${out}/data" --name "feats.JOB" --fs "${fs}" --resample "${resample}" "${fbank_opt[@]}" \
+        --feats_type "${feats_type}" --compress "${compress}"
     ${python} -m bljust.bin.extract_feats --merge --data_dir "data/${x}" --out_dir "${out}/data" \
       --nj "${_nj}" --dest "${out}" --fs "${fs}" --resample "${resample}" "${fbank_opt[@]}" \
       --max_fail_ratio "${max_fail_ratio}" --cmvn_type "${cmvn_type}"
@@ -206,9 +221,13 @@ if stage_on 3; then
     fi
     ${python} -m bljust.bin.stage_stamp write "${out}/.done" "${stamp[@]}"
   done
+  if [ "${feats_type}" = raw ]; then  # the fbank of a sample of the training audio
+    cmvn_in=(--data_dir "${data_feats}/org/${train_set_sp}" --num_utts "${cmvn_num_utts}")
+  else
+    cmvn_in=(--feats_scp "${data_feats}/org/${train_set_sp}/feats.scp")
+  fi
   ${train_cmd} "${data_feats}/org/${train_set_sp}/log/compute_cmvn.log" \
-    ${python} -m bljust.bin.compute_cmvn --feats_scp "${data_feats}/org/${train_set_sp}/feats.scp" \
-      --out "${data_feats}/org/${train_set_sp}/cmvn.ark"
+    ${python} -m bljust.bin.compute_cmvn "${cmvn_in[@]}" --out "${data_feats}/org/${train_set_sp}/cmvn.ark"
 fi
 
 if stage_on 4; then
@@ -258,14 +277,14 @@ decode_one() {  # decode_one <exp dir> <stage>
   for x in $(eval_sets); do
     dir=${exp}/${inference_tag}/${x}
     # done when the same model (by content) decoded the same features (stage 3's stamp) with the same options
-    stamp="$(md5sum < "${exp}/${inference_model}" | cut -d' ' -f1) ${decode_method} ${beam_size} $(wc -l < "${data_feats}/org/${x}/feats.scp") $(md5sum < "${data_feats}/org/${x}/.done" | cut -d' ' -f1)"
+    stamp="$(md5sum < "${exp}/${inference_model}" | cut -d' ' -f1) ${decode_method} ${beam_size} $(wc -l < "${data_feats}/org/${x}/utt2num_frames") $(md5sum < "${data_feats}/org/${x}/.done" | cut -d' ' -f1)"
     if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "${stamp}" ]; then
       log "  ${dir}: already decoded with this model"; continue
     fi
     rm -f "${dir}/.done"
     write_replay "${dir}" "${st}"
     # evaluation sets are decoded unfiltered (from org/): every utterance is scored
-    _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/org/${x}/feats.scp")")
+    _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/org/${x}/utt2num_frames")")
     utils/split_data.sh --per-utt "${data_feats}/org/${x}" "${_nj}"
     ${decode_cmd} JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
       ${python} -m bljust.bin.decode --model_file "${exp}/${inference_model}" \
