@@ -1,0 +1,78 @@
+"""The tiny mini_synth recipe on compressed fbank arks and on raw audio (fbank in the loader or on the device)."""
+import os
+import re
+
+import kaldiio
+import pytest
+import yaml
+
+from recipe_helpers import make_recipe_copy, run_recipe
+
+TINY = ["--local_data_opts", "--tiny true --nj 2", "--nbpe", "48", "--beam_size", "4"]
+BOTH = ["--asr_configs", "conf/tuning/train_tiny.yaml conf/tuning/train_bljust_tiny.yaml"]
+
+
+def wer_rows(results: str):
+    return re.findall(r"decode_beam4_model/(dev|test)\|(\d+)\|(\d+)\|", results)
+
+
+@pytest.fixture(scope="module")
+def raw_run(tmp_path_factory):
+    d = make_recipe_copy(tmp_path_factory.mktemp("raw"))
+    # two loader workers: the raw reader must travel to them and compute the fbank there
+    p = run_recipe(d, *TINY, *BOTH, "--feats_type", "raw", "--asr_args", "--trainer.num_workers 2")
+    return d, p
+
+
+def test_raw_input_trains_bljust_decodes_and_scores(raw_run):
+    d, _ = raw_run
+    dump = os.path.join(d, "dump", "raw")
+    assert not os.path.isdir(os.path.join(d, "dump", "fbank"))
+    arks = [f for r, _, fs in os.walk(dump) for f in fs if f.endswith(".ark") and f != "cmvn.ark"]
+    assert arks == []  # no feature dump at all
+    for x in ("train", "train_unlab", "dev"):
+        for name in ("wav.scp", "utt2num_samples", "utt2num_frames", "feats.yaml"):
+            assert os.path.isfile(os.path.join(dump, x, name)), (x, name)
+        assert open(os.path.join(dump, x, "feats_type")).read() == "raw\n"
+    for tag in ("asr_train_tiny", "asr_train_bljust_tiny"):
+        results = open(os.path.join(d, "exp", tag, "RESULTS.md")).read()
+        assert sorted(r[0] for r in wer_rows(results)) == ["dev", "test"], results
+    log = open(os.path.join(dump, "org", "train", "log", "compute_cmvn.log")).read()
+    assert "CMVN stats over 60 of 60 utterances" in log  # the default sample covers mini_synth's training set
+
+
+def test_raw_stage_3_rerun_skips(raw_run):
+    d, _ = raw_run
+    p = run_recipe(d, *TINY, *BOTH, "--feats_type", "raw", "--stage", "3", "--stop_stage", "3")
+    assert "already done" in p.stderr
+
+
+def test_raw_input_with_the_fbank_on_the_device(raw_run):
+    d, _ = raw_run
+    run_recipe(d, *TINY, "--feats_type", "raw", "--stage", "6", "--asr_configs", "conf/tuning/train_tiny.yaml",
+               "--asr_tag", "tiny_on_device", "--asr_args", "--frontend.on_device true")
+    exp = os.path.join(d, "exp", "asr_tiny_on_device")
+    conf = yaml.safe_load(open(os.path.join(exp, "config.yaml")))
+    assert conf["frontend"] == {"type": "fbank", "on_device": True}
+    assert sorted(r[0] for r in wer_rows(open(os.path.join(exp, "RESULTS.md")).read())) == ["dev", "test"]
+
+
+def test_compress_needs_dumped_fbank(raw_run):
+    d, _ = raw_run
+    p = run_recipe(d, *TINY, "--feats_type", "raw", "--compress", "true", "--stage", "3", "--stop_stage", "3",
+                   check=False)
+    assert p.returncode != 0 and "--compress true applies to --feats_type fbank" in p.stderr
+
+
+def test_compressed_arks_train_decode_and_score(tmp_path):
+    d = make_recipe_copy(tmp_path)
+    run_recipe(d, *TINY, "--asr_configs", "conf/tuning/train_tiny.yaml", "--compress", "true")
+    dump = os.path.join(d, "dump", "fbank_compressed")
+    scp = os.path.join(dump, "org", "train", "feats.scp")
+    ark, off = open(scp).readline().split()[1].rsplit(":", 1)
+    with open(ark, "rb") as f:
+        f.seek(int(off))
+        assert f.read(5) == b"\0BCM "  # Kaldi's compressed matrix
+    assert len(kaldiio.load_scp(scp)) == 60
+    results = open(os.path.join(d, "exp", "asr_train_tiny", "RESULTS.md")).read()
+    assert sorted(r[0] for r in wer_rows(results)) == ["dev", "test"], results
