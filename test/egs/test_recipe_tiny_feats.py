@@ -33,7 +33,7 @@ def test_raw_input_trains_bljust_decodes_and_scores(raw_run):
     arks = [f for r, _, fs in os.walk(dump) for f in fs if f.endswith(".ark") and f != "cmvn.ark"]
     assert arks == []  # no feature dump at all
     for x in ("train", "train_unlab", "dev"):
-        for name in ("wav.scp", "utt2num_samples", "utt2num_frames", "feats.yaml"):
+        for name in ("wav.scp", "utt2num_samples", "utt2num_frames", "feats_conf.yaml"):
             assert os.path.isfile(os.path.join(dump, x, name)), (x, name)
         assert open(os.path.join(dump, x, "feats_type")).read() == "raw\n"
     for tag in ("asr_train_tiny", "asr_train_bljust_tiny"):
