@@ -198,3 +198,19 @@ def test_raw_segment_of_a_pipe_reads_like_a_file(make_data_dir, tmp_path):
         np.testing.assert_array_equal(ra.load(k), rb.load(k))
     # the last segment was clipped to the recording (1.2 s) as the dump stage clips it
     assert len(ra.waveform("s2")) == int(1.2 * 16000) - int(0.9 * 16000)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run it on the GPU machine)")
+def test_device_frontend_on_cuda_equals_loader_fbank_under_bf16_autocast():
+    o = FbankOptions()
+    waves = [speechlike(s, i).astype(np.float32) for i, s in enumerate((3.0, 1.55, 0.7, 2.2))]
+    ref = Fbank(o).compute_many(waves)
+    x = torch.zeros(len(waves), max(len(w) for w in waves))
+    for i, w in enumerate(waves):
+        x[i, :len(w)] = torch.from_numpy(w)
+    fe = FbankFrontend(o).cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):  # the frontend stays in float32 inside
+        out, lens = fe(x.cuda(), torch.tensor([len(w) for w in waves]).cuda())
+    assert out.dtype == torch.float32
+    for i, r in enumerate(ref):
+        np.testing.assert_allclose(out[i, :len(r)].cpu().numpy(), r, atol=DEVICE_TOL, rtol=0)
