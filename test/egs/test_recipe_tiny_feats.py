@@ -21,8 +21,7 @@ def scored_sets(results: str):
 @pytest.fixture(scope="module")
 def raw_run(tmp_path_factory):
     d = make_recipe_copy(tmp_path_factory.mktemp("raw"))
-    # two loader workers: the raw reader must travel to them and compute the fbank there
-    p = run_recipe(d, *TINY, *BOTH, "--feats_type", "raw", "--asr_args", "--trainer.num_workers 2")
+    p = run_recipe(d, *TINY, *BOTH, "--feats_type", "raw")
     return d, p
 
 
@@ -46,13 +45,16 @@ def test_raw_input_trains_bljust_decodes_and_scores(raw_run):
 def test_raw_and_dumped_input_train_the_same_model(raw_run):
     """The loader's fbank of raw audio is the dump's, bit for bit: the same run gives the same weights."""
     d, _ = raw_run
-    run_recipe(d, *TINY, "--stage", "3", "--stop_stage", "6", "--asr_configs", "conf/tuning/train_tiny.yaml",
-               "--asr_tag", "tiny_fbank")
+    tiny = ("--asr_configs", "conf/tuning/train_tiny.yaml", "--stop_stage", "6")
+    run_recipe(d, *TINY, *tiny, "--stage", "3", "--asr_tag", "tiny_fbank")
+    # two loader workers: the raw reader travels to them and computes the fbank there
+    run_recipe(d, *TINY, *tiny, "--stage", "6", "--feats_type", "raw", "--asr_tag", "tiny_raw_workers",
+               "--asr_args", "--trainer.num_workers 2")
     load = lambda tag: torch.load(os.path.join(d, "exp", tag, "model.pth"), weights_only=True)  # noqa: E731
-    raw, dumped = load("asr_train_tiny"), load("asr_tiny_fbank")
-    assert sorted(raw) == sorted(dumped)
+    raw, dumped, workers = load("asr_train_tiny"), load("asr_tiny_fbank"), load("asr_tiny_raw_workers")
+    assert sorted(raw) == sorted(dumped) == sorted(workers)
     for k in raw:
-        assert torch.equal(raw[k], dumped[k]), k
+        assert torch.equal(raw[k], dumped[k]) and torch.equal(raw[k], workers[k]), k
 
 
 def test_raw_stage_3_rerun_skips(raw_run):
