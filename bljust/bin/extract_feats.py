@@ -19,6 +19,7 @@ dir must have features or a recorded reason, and a set with no features or more 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -105,7 +106,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             with hold_dir(dest, "merging features"):
                 got = merge_jobs(args.data_dir, dest, [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)],
                                  max_fail_ratio=args.max_fail_ratio)
-                write_feats_conf(dest, opts, args.resample, args.cmvn_type, got["feats_type"], got["compress"])
+                # the record says what the jobs did (a raw folder's loader computes exactly this fbank),
+                # whatever options this merge was given
+                resample = args.resample
+                if got.get("fbank") is not None:
+                    if got["fbank"] != dataclasses.asdict(opts) or got["resample"] != args.resample:
+                        logging.warning("the jobs of %s ran with other fbank options or --resample than this "
+                                        "--merge was given: recording the jobs'", args.out_dir)
+                    opts, resample = FbankOptions(**got["fbank"]), bool(got["resample"])
+                write_feats_conf(dest, opts, resample, args.cmvn_type, got["feats_type"], got["compress"])
             return 0
         import torch  # only the jobs need it; the merge step starts without it
 

@@ -325,7 +325,8 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
     log.info("merged %d jobs: %d utterances into %s", len(scps), len(have),
              os.path.join(out_dir, "utt2num_samples" if raw else "feats.scp"))
     return {"num_utts": len(have), "num_failed": len(failed), "feats_type": done.get("feats_type", "fbank"),
-            "compress": bool(done.get("compress", False))}
+            "compress": bool(done.get("compress", False)), "fbank": done.get("fbank"), "fs": done.get("fs"),
+            "resample": done.get("resample")}
 
 
 def write_feats_type(out_dir: str, kind: str) -> None:

@@ -23,8 +23,9 @@ COMPRESS_TOL = 0.25
 
 def dump(data, out, *extra, nj=1):
     assert extract_feats.main(["--data_dir", data, "--out_dir", f"{out}/data", "--name", "feats.1", *extra]) == 0
+    conf = list(extra[extra.index("--fbank_conf"):][:2]) if "--fbank_conf" in extra else []
     assert extract_feats.main(["--merge", "--data_dir", data, "--out_dir", f"{out}/data", "--nj", str(nj),
-                               "--dest", out]) == 0
+                               "--dest", out, *conf]) == 0
     return out
 
 
@@ -144,6 +145,20 @@ def test_raw_dataset_batches_from_utt2num_samples_without_reading_audio(corpus, 
     assert ds.lengths == {f"u{i}": 1 + (int((0.4 + 0.3 * i) * 16000) - 400) // 160 for i in range(4)}
     with pytest.raises(IOError, match="u0"):
         ds["u0"]
+
+
+def test_merge_records_the_jobs_fbank_options(corpus, tmp_path):
+    """feats_conf.yaml is what a raw folder's loader computes: the jobs' options, not the merge's."""
+    _, whole = corpus
+    conf = tmp_path / "fbank.yaml"
+    conf.write_text("num_mel_bins: 40\n")
+    out = str(tmp_path / "raw")
+    assert extract_feats.main(["--data_dir", whole, "--out_dir", f"{out}/data", "--name", "feats.1",
+                               "--feats_type", "raw", "--fbank_conf", str(conf)]) == 0
+    assert extract_feats.main(["--merge", "--data_dir", whole, "--out_dir", f"{out}/data", "--nj", "1",
+                               "--dest", out]) == 0  # no --fbank_conf here
+    reader = FeatureReader(out)
+    assert reader.feat_dim == 40 and reader.load("u0").shape[1] == 40
 
 
 def test_raw_dir_without_its_fbank_options_is_refused(corpus, tmp_path):
