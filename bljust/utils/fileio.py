@@ -7,6 +7,7 @@ that a later stage would trust.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import tempfile
@@ -89,3 +90,12 @@ def write_table(path: str, items, sort: bool = True) -> None:
     with atomic_write(path) as f:
         for k, v in rows:
             f.write(f"{k} {v}\n" if v != "" else f"{k}\n")
+
+
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's content, read in 1 MiB blocks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -8,10 +8,11 @@ naming both sides, not a plausible-looking wrong result.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from typing import Any, Dict, Optional
+
+from bljust.utils.fileio import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,7 @@ class ModelMismatchError(ValueError):
 
 
 def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def token_list_path(token_dir: str) -> str:

@@ -14,15 +14,11 @@ import os
 import shlex
 from typing import Dict, Iterable, List, Optional
 
-from bljust.utils.fileio import atomic_write
+from bljust.utils.fileio import atomic_write, file_digest
 
 
 def file_sha1(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha1")
 
 
 def _audio_paths(spec: str) -> List[str]:

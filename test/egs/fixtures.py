@@ -165,13 +165,10 @@ def check_data_dir(d: str, text_name: str = "text") -> None:
     """The project's validate_data_dir (when present) plus its own checks: C-sorted
     unique keys in every table, and utt2spk / spk2utt / text / segments / wav.scp
     agreeing with each other; an unlabeled dir has text.unused and no text."""
-    try:
-        from bljust.data.datadir import validate_data_dir
-    except ImportError:  # written in parallel; the checks below stand alone
-        validate_data_dir = None
-    if validate_data_dir is not None:
-        errors, warnings = validate_data_dir(d, no_text=text_name != "text")
-        assert not errors, errors
+    from bljust.data.datadir import validate_data_dir
+
+    errors, warnings = validate_data_dir(d, no_text=text_name != "text")
+    assert not errors, errors
     names = ["wav.scp", text_name, "utt2spk", "spk2utt"]
     if os.path.exists(os.path.join(d, "segments")):
         names.append("segments")
