@@ -33,6 +33,7 @@ from typeguard import typechecked
 from bljust.features.audio import iter_utterances, utterance_ids
 from bljust.features.fbank import Fbank, FbankOptions, num_frames
 from bljust.utils.fileio import atomic_write, iter_table, write_table
+from bljust.utils.model_info import FEATS_CONF, feats_conf
 from bljust.utils.stamp import audio_stat_sha1
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,6 @@ def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] 
 
 # The feature setup of a dump folder, beside its feats.scp and CMVN stats: what a model
 # trained on it must be fed at decoding time.
-FEATS_CONF = "feats_conf.yaml"
 
 
 def write_feats_conf(out_dir: str, opts: FbankOptions, resample: bool, cmvn_type: str,
@@ -233,16 +233,7 @@ def write_feats_conf(out_dir: str, opts: FbankOptions, resample: bool, cmvn_type
 
 def read_feats_conf(feats_dir: str) -> Optional[Dict]:
     """The feats_conf.yaml of a dump folder, or None where there is none (older dumps)."""
-    import yaml
-
-    path = os.path.join(feats_dir, FEATS_CONF)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        conf = yaml.safe_load(f)
-    if not isinstance(conf, dict):
-        raise ValueError(f"{path}: expected a mapping")
-    return conf
+    return feats_conf(feats_dir)
 
 
 def split_ids(ids: List[str], job: int, nj: int) -> Set[str]:
