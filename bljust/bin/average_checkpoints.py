@@ -24,8 +24,8 @@ from bljust.utils.log import setup_logging
 
 @typechecked
 def average_best(exp_dir: str, metric: str, nbest: int, output: Optional[str] = None) -> str:
-    ck, _ = load_checkpoint(exp_dir, required=("state",))
-    hist = [h for h in ck["state"]["history"] if os.path.exists(os.path.join(exp_dir, f"{h['epoch']}epoch.pth"))]
+    ck, _ = load_checkpoint(exp_dir, required=("loop",))
+    hist = [h for h in ck["loop"]["history"] if os.path.exists(os.path.join(exp_dir, f"{h['epoch']}epoch.pth"))]
     epochs = best_epochs(hist, metric, nbest)
     if not epochs:
         raise ValueError(f"{exp_dir}: no epoch files with a '{metric}' value")

@@ -1,19 +1,17 @@
-"""What every epoch/round-based trainer shares: the run's attributes, start-or-resume,
-validation (CTC loss and greedy CER), keep-best links and pruning, averaging into model.pth.
+"""What the two ASR methods (supervised CTC in trainer.py, BL-JUST in bilevel_trainer.py)
+share on top of the training core (loop.py): features on the device, validation with CTC
+loss and greedy CER, the round's model for keep-best and averaging, the self-description.
 
-The supervised Trainer and the BilevelTrainer both derive from TrainerBase and call its
-__init__; each adds its own optimisers, loop, checkpoint contents and `_resume`. Nothing
-here imports a trainer, so the dispatcher (run.py) can import both without a circle.
+Both derive from ASRMethod and call its __init__; the loop, checkpoints, keep-best and
+averaging are the core's. Nothing here imports a method, so the dispatcher (run.py) can
+import both without a circle.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,23 +20,11 @@ from bljust.data.dataset import ASRDataset, collate
 from bljust.decode.ctc import greedy_search
 from bljust.nets.asr_model import ASRModel
 from bljust.train import distributed as D
-from bljust.train.checkpoint import average_state_dicts, best_epochs, has_checkpoint, link, save_atomic
-from bljust.utils.events import EventLog
+from bljust.train import experiment_folder as folder
+from bljust.train.loop import LoopOptions, Method, TooManyBadSteps, TrainingLoop, autocast  # noqa: F401
+from bljust.utils.plot import save_curves
 
 logger = logging.getLogger(__name__)
-
-
-class TooManyBadSteps(RuntimeError):
-    """More non-finite losses or gradients than trainer.max_bad_steps allows."""
-
-
-def autocast(device: torch.device, amp: str):
-    """The autocast context for trainer.amp (none, bf16, fp16); a no-op off CUDA."""
-    if amp == "none" or device.type != "cuda":
-        return contextlib.nullcontext()
-    if amp not in ("bf16", "fp16"):
-        raise ValueError(f"trainer.amp must be none, bf16 or fp16, got '{amp}'")
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def greedy_ctc(log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> List[List[int]]:
@@ -67,9 +53,10 @@ def device_frontend(dataset: ASRDataset, device: torch.device) -> Optional[nn.Mo
     return FbankFrontend(dataset.reader.fbank_opts).to(device)
 
 
-class TrainerBase:
-    """Run attributes and the epoch-end machinery; subclasses provide run(), save_checkpoint(),
-    _resume() and plot()."""
+class ASRMethod(Method):
+    """Shared by the supervised and the BL-JUST method: the run's attributes, features on the
+    device, validation (CTC loss and greedy CER), the round's model for keep-best and averaging,
+    the self-description in the checkpoint, the loop options of the trainer section."""
 
     def __init__(self, config: Dict[str, Any], model: ASRModel, train_set: ASRDataset,
                  valid_set: Optional[ASRDataset], tokenizer: Any, dist: D.DistInfo, device: torch.device) -> None:
@@ -80,7 +67,15 @@ class TrainerBase:
         self.seed = int(config["seed"])
         self.amp = str(self.tc.get("amp", "none"))
         self.frontend = device_frontend(train_set, device)
-        self._events: Optional[EventLog] = None
+
+    def loop_options(self, total_steps: int) -> LoopOptions:
+        tc = self.tc
+        return LoopOptions(total_steps=total_steps, max_steps=int(tc.get("max_steps", 0)),
+                           log_interval=int(tc.get("log_interval", 50)),
+                           save_interval=int(tc.get("save_interval_steps", 0)),
+                           max_bad_steps=int(tc.get("max_bad_steps", 100)),
+                           keep_nbest=max(1, int(tc.get("keep_nbest_models", 5))),
+                           nbest_average=max(1, int(tc.get("nbest_average", 5))))
 
     def features(self, b: Dict[str, Any], dataset: Optional[ASRDataset] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """A batch's features and their lengths on the device (fbank computed there for raw on-device input)."""
@@ -89,35 +84,11 @@ class TrainerBase:
             x, lens = self.frontend(x, lens)
         return x, lens
 
-    @property
-    def events(self) -> EventLog:
-        """TensorBoard events under output_dir/tensorboard (set up by _start_or_resume, so that
-        a resumed run hides what the killed one logged after its checkpoint)."""
-        if self._events is None:
-            raise RuntimeError("events before _start_or_resume")
-        return self._events
+    def describe(self) -> Dict[str, Any]:
+        return folder.self_description(self.conf)
 
-    def record_round(self, row: Dict[str, Any]) -> None:
-        """Appends an epoch's (or validation round's) row to the history and to the event file."""
-        self.state["history"].append(row)
-        self.events.scalars(row["step"], {k: v for k, v in row.items() if k not in ("epoch", "step")}, "epoch/")
-        self.events.flush()
-
-    def _resume(self) -> None:
-        raise NotImplementedError
-
-    def plot(self) -> None:
-        raise NotImplementedError
-
-    def _start_or_resume(self) -> None:
-        """Continues from checkpoint.pth when there is one; otherwise seeds this rank's RNGs."""
-        if has_checkpoint(self.out):
-            self._resume()
-        else:
-            random.seed(self.seed + self.dist.rank)
-            np.random.seed(self.seed + self.dist.rank)
-            torch.manual_seed(self.seed + self.dist.rank)
-        self._events = EventLog(self.out, self.state["step"], self.dist.is_master)
+    def snapshot(self) -> Dict[str, torch.Tensor]:
+        return self.model.state_dict()
 
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
@@ -144,49 +115,12 @@ class TrainerBase:
             out["valid_cer"] = 100.0 * errs / chars
         return out
 
-    def save_round(self, epoch: int) -> None:
-        """End of an epoch (or validation round): <epoch>epoch.pth, the checkpoint, best links,
-        pruning, curves. Every rank calls it (the checkpoint gathers RNG states)."""
-        if self.dist.is_master:
-            save_atomic(self.model.state_dict(), os.path.join(self.out, f"{epoch}epoch.pth"))
-        self.save_checkpoint()
-        if self.dist.is_master:
-            self._update_links_and_prune()
-            self.plot()
-        D.barrier(self.dist)
-
-    def save_checkpoint(self) -> None:
-        raise NotImplementedError
-
-    def _update_links_and_prune(self) -> None:
-        hist = self.state["history"]
-        keep = {hist[-1]["epoch"]}
-        k = max(int(self.tc.get("keep_nbest_models", 5)), int(self.tc.get("nbest_average", 5)))
-        for metric in ("valid_loss", "valid_cer"):
-            best = best_epochs(hist, metric, k)
-            keep.update(best)
-            if best:
-                link(f"{best[0]}epoch.pth", os.path.join(self.out, f"{metric.replace('_', '.')}.best.pth"))
-        if not any(h.get("valid_loss") is not None for h in hist):
-            keep.update(h["epoch"] for h in hist[-k:])
-        for h in hist:
-            p = os.path.join(self.out, f"{h['epoch']}epoch.pth")
-            if h["epoch"] not in keep and os.path.exists(p):
-                os.unlink(p)
-
-    def finalize(self) -> None:
-        """Averages the best K epochs by validation CER (loss without CER) into model.pth."""
-        hist = self.state["history"]
-        if not hist:
-            return
-        self._update_links_and_prune()
-        k = int(self.tc.get("nbest_average", 5))
-        metric = "valid_cer" if any(h.get("valid_cer") is not None for h in hist) else "valid_loss"
-        epochs = best_epochs(hist, metric, k) or [h["epoch"] for h in hist[-k:]]
-        paths = [os.path.join(self.out, f"{e}epoch.pth") for e in epochs]
-        paths = [p for p in paths if os.path.exists(p)]
-        name = f"{metric.replace('_', '.')}.ave_{k}best.pth"
-        save_atomic(average_state_dicts(paths), os.path.join(self.out, name))
-        link(name, os.path.join(self.out, "model.pth"))
-        logger.info("averaged epochs %s (best by %s) into %s -> model.pth", epochs, metric, name)
-        self.plot()
+    def plot_loss_and_cer(self, loop: TrainingLoop, train: Dict[str, List[Tuple[float, float]]]) -> None:
+        """images/loss.png (the given training curves and the validation loss) and images/cer.png."""
+        img = os.path.join(self.out, "images")
+        os.makedirs(img, exist_ok=True)
+        save_curves(os.path.join(img, "loss.png"), {**train, "valid": loop.series("valid_loss", "history")},
+                    "CTC loss", "step", "loss per utterance")
+        cer = loop.series("valid_cer", "history")
+        if cer:
+            save_curves(os.path.join(img, "cer.png"), {"valid": cer}, "validation CER (greedy)", "step", "CER %")

@@ -1,22 +1,18 @@
-"""The BL-JUST training loop: two batch streams, the PBGD schedule, validation, exact resume.
+"""BL-JUST as a method of the training core (loop.py): two batch streams and the PBGD schedule.
 
 The update rules live in bilevel.py; this module feeds them (a labeled and an
 unlabeled stream that cycle independently, each with its own epoch and position),
 logs f, g, γ, the penalty estimate and the gradient norms and cosine (docs/bljust.md,
-"What is logged"), validates every `valid_interval` steps, and
-checkpoints everything a resumed run needs (step, both streams, the three
-optimisers and their schedules, v̂, RNG states). Validation, checkpoint
-selection, averaging and curves are the supervised trainer's.
+"What is logged"), validates every `valid_interval` steps, and hands the loop
+everything a resumed run needs (both streams, the three optimisers and their
+schedules, v̂). The loop, checkpoints, keep-best and averaging are the core's.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-import humanfriendly
 import torch
 from torch import nn
 
@@ -24,10 +20,9 @@ from bljust.data.batching import epoch_order, make_batches, shard
 from bljust.data.dataset import ASRDataset, collate
 from bljust.nets.asr_model import ASRModel
 from bljust.train import distributed as D
-from bljust.train import experiment_folder as folder
 from bljust.train.bilevel import PBGD, NonFiniteLoss, PBGDConfig, ParamGroups, phase_of
-from bljust.train.base import TooManyBadSteps, TrainerBase, autocast
-from bljust.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bljust.train.base import ASRMethod, autocast
+from bljust.train.loop import LoopOptions, TrainingLoop
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.utils.plot import save_curves, save_panels
 
@@ -131,8 +126,11 @@ def phase_steps(bc: Dict[str, Any], n_lab: int, n_unlab: int) -> Dict[str, int]:
     return out
 
 
-class BilevelTrainer(TrainerBase):
-    """BL-JUST: the PBGD rule of bilevel.py fed by a labeled and an unlabeled stream."""
+class BilevelMethod(ASRMethod):
+    """BL-JUST: the PBGD rule of bilevel.py fed by a labeled and an unlabeled stream; a round is
+    `bilevel.valid_interval` steps (default: a labeled epoch)."""
+
+    name = "BL-JUST"
 
     def __init__(self, config: Dict[str, Any], model: ASRModel, train_set: ASRDataset, unlab_set: Any,
                  valid_set: Optional[ASRDataset], tokenizer: Any, dist: D.DistInfo, device: torch.device) -> None:
@@ -171,10 +169,8 @@ class BilevelTrainer(TrainerBase):
                                                 max(1, n))
         self.pbgd = PBGD(self.pcfg, groups, self._f, self._g, self.opts["ll"], self.opts["ul"], self.opts["ft"],
                          on_step=self._on_opt_step, reduce_grads=self._allreduce if dist.enabled else None)
-        self.state: Dict[str, Any] = {"step": 0, "round": 1, "bad_losses": 0, "history": [], "curve": [],
-                                      "log": [], "epoch_loss_sum": 0.0, "epoch_utts": 0, "wall": 0.0}
-        self._t_mark = time.time()
-        self._start_or_resume()
+        self.sums = {"loss": 0.0, "utts": 0}  # the round's supervised loss
+        self.valid_every = int(bc.get("valid_interval", 0)) or max(1, len(self.lab))
         logger.info("BL-JUST schedule: explore %d, joint %d (K=%d, gamma %s %.3g->%.3g), fine-tune %d steps; "
                     "%d labeled / %d unlabeled batches per epoch, %d loader workers per stream",
                     self.pcfg.n1, self.pcfg.n2, self.pcfg.k, self.pcfg.gamma_schedule, self.pcfg.gamma0,
@@ -218,8 +214,8 @@ class BilevelTrainer(TrainerBase):
             loss, stats = self.model(b["feats"], b["feat_lens"], b["ys"], b["y_lens"])
         if D.any_true(not bool(torch.isfinite(loss)), self.dist, self.device):  # every rank skips together
             raise NonFiniteLoss(f"supervised loss {stats['loss']} on {b['keys'][:3]}...")
-        self.state["epoch_loss_sum"] += float(loss.detach()) * b["feats"].size(0)
-        self.state["epoch_utts"] += b["feats"].size(0)
+        self.sums["loss"] += float(loss.detach()) * b["feats"].size(0)
+        self.sums["utts"] += b["feats"].size(0)
         return loss * w, stats
 
     def _g(self) -> Tuple[torch.Tensor, Dict[str, float]]:
@@ -231,83 +227,82 @@ class BilevelTrainer(TrainerBase):
         self._last_unlab = b
         return loss * w, stats
 
-    # ---------------------------------------------------------------- checkpoints
-    def _resume(self) -> None:
-        ck, path = load_checkpoint(self.out, required=("model", "unsup", "pbgd", "schedulers", "streams", "state",
-                                                       "rng"))
-        self.model.load_state_dict(ck["model"])
-        self.unsup.load_state_dict(ck["unsup"])
-        self.pbgd.load_state_dict(ck["pbgd"])
+    # ---------------------------------------------------------------- the loop's hooks
+    def options(self) -> LoopOptions:
+        return self.loop_options(self.pcfg.total_steps)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "unsup": self.unsup.state_dict(), "pbgd": self.pbgd.state_dict(),
+                "schedulers": {k: s.state_dict() for k, s in self.scheds.items()},
+                "streams": {"lab": self.lab.state_dict(), "unlab": self.unlab.state_dict()},
+                "shadow": None if self.shadow is None else {"modules": self.shadow.state_dict(),
+                                                            "opt": self.shadow_opt.state_dict()},
+                "sums": dict(self.sums)}
+
+    def load_state_dict(self, st: Dict[str, Any]) -> None:
+        self.model.load_state_dict(st["model"])
+        self.unsup.load_state_dict(st["unsup"])
+        self.pbgd.load_state_dict(st["pbgd"])
         for name, s in self.scheds.items():
-            s.load_state_dict(ck["schedulers"][name])
+            s.load_state_dict(st["schedulers"][name])
         if self.shadow is not None:
-            self.shadow.load_state_dict(ck["shadow"]["modules"])
-            self.shadow_opt.load_state_dict(ck["shadow"]["opt"])
-        self.lab.load_state_dict(ck["streams"]["lab"])
-        self.unlab.load_state_dict(ck["streams"]["unlab"])
-        self.state = ck["state"]
-        rngs = ck["rng"]
-        set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
-        logger.info("resumed at step %d from %s", self.state["step"], path)
+            self.shadow.load_state_dict(st["shadow"]["modules"])
+            self.shadow_opt.load_state_dict(st["shadow"]["opt"])
+        self.lab.load_state_dict(st["streams"]["lab"])
+        self.unlab.load_state_dict(st["streams"]["unlab"])
+        self.sums = dict(st["sums"])
 
-    def save_checkpoint(self) -> None:
-        self.events.flush()  # first: the event file then holds at least what the checkpoint does
-        now = time.time()
-        self.state["wall"] = self.state.get("wall", 0.0) + now - self._t_mark  # training time over all runs
-        self._t_mark = now
-        rngs = D.gather_objects(rng_state(), self.dist)
-        if self.dist.is_master:
-            save_checkpoint({"model": self.model.state_dict(), "unsup": self.unsup.state_dict(),
-                             **folder.self_description(self.conf),
-                             "pbgd": self.pbgd.state_dict(),
-                             "schedulers": {k: s.state_dict() for k, s in self.scheds.items()},
-                             "streams": {"lab": self.lab.state_dict(), "unlab": self.unlab.state_dict()},
-                             "shadow": None if self.shadow is None else {"modules": self.shadow.state_dict(),
-                                                                         "opt": self.shadow_opt.state_dict()},
-                             "state": self.state, "rng": rngs}, self.out)
+    def train_step(self, loop: TrainingLoop) -> Optional[Dict[str, Any]]:
+        if not (self.model.training and self.unsup.training):
+            self.model.train()
+            self.unsup.train()
+        try:
+            stats = self.pbgd.step(loop.step)
+        except NonFiniteLoss as e:
+            for o in self.opts.values():
+                o.zero_grad(set_to_none=True)
+            logger.warning("step %d: %s: step skipped", loop.step + 1, e)
+            return None
+        keys = ("f", "g", "gamma", "penalty", "grad_f", "grad_g", "cos_fg", "cpc_acc", "bestrq_acc", "laser")
+        return {k: float(stats[k]) for k in keys if k in stats}
 
-    # ---------------------------------------------------------------- loop
-    def run(self) -> None:
-        st, total = self.state, self.pcfg.total_steps
-        valid_every = int(self.conf["bilevel"].get("valid_interval", 0)) or max(1, len(self.lab))
-        save_every = int(self.tc.get("save_interval_steps", 0))
-        log_every = max(1, int(self.tc.get("log_interval", 50)))
-        max_steps = int(self.tc.get("max_steps", 0))
-        stop = min(total, max_steps) if max_steps else total
-        self.model.train()
-        self.unsup.train()
-        t0, start = time.time(), st["step"]
-        while st["step"] < stop:
-            step = st["step"]
-            t_step = time.time()
-            try:
-                stats = self.pbgd.step(step)
-            except NonFiniteLoss as e:
-                st["bad_losses"] += 1
-                for o in self.opts.values():
-                    o.zero_grad(set_to_none=True)
-                logger.warning("step %d: %s: step skipped [%d so far]", step, e, st["bad_losses"])
-                if st["bad_losses"] > int(self.tc.get("max_bad_steps", 100)):
-                    raise TooManyBadSteps(f"{st['bad_losses']} steps had non-finite losses") from e
-                stats = None
-            st["train_wall"] = st.get("train_wall", 0.0) + time.time() - t_step  # the steps alone
-            st["step"] = step + 1
-            if stats is not None and (step % log_every == 0 or step + 1 == total):
-                self._log(step, stats, t0, start, total)
-            if st["step"] % valid_every == 0 or st["step"] == total:
-                self._validation_round()
-            elif save_every and st["step"] % save_every == 0:
-                self.save_checkpoint()
-        if st["step"] < total:
-            self.save_checkpoint()
-            logger.info("stopped at trainer.max_steps=%d", max_steps)
-            return
-        if self.dist.is_master:
-            self.finalize()
-            self.write_summary()
-        D.barrier(self.dist)
+    def log_tag(self, step: int) -> str:
+        return (f"[{phase_of(self.pcfg, step - 1)[0]}] passes sup {self.pbgd.passes['sup']} "
+                f"unsup {self.pbgd.passes['unsup']}")
 
-    def write_summary(self) -> None:
+    def round_due(self, step: int) -> bool:
+        return step % self.valid_every == 0 or step == self.pcfg.total_steps
+
+    def end_round(self, loop: TrainingLoop) -> Dict[str, Any]:
+        step = loop.step
+        row: Dict[str, Any] = {"train_loss": self.sums["loss"] / max(1, self.sums["utts"]),
+                               "passes_sup": self.pbgd.passes["sup"], "passes_unsup": self.pbgd.passes["unsup"]}
+        # in the explore phase the CTC head is untrained: its CER says nothing, so do not spend time on it
+        exploring = phase_of(self.pcfg, step - 1)[0] == "explore"
+        if self.dist.is_master and self.valid_set is not None and not exploring:
+            row.update(self.validate())
+            self.model.train()
+        self.sums = {"loss": 0.0, "utts": 0}
+        r = loop.state["round"]
+        if exploring:
+            logger.info("round %d (step %d, explore phase): checkpoint only, no validation of the untrained "
+                        "CTC head", r, step)
+        else:
+            logger.info("validation %d (step %d): %s", r, step, ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
+        return row
+
+    def rounds_to_average(self, history: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The rounds after the last phase began (an explore-phase model has an untrained CTC
+        head; a joint-phase one has not seen the fine-tuning)."""
+        c = self.pcfg
+        last_start = c.n1 + c.n2 if c.n3 > 0 else (c.n1 if c.n2 > 0 else 0)
+        return [h for h in history if h["step"] > last_start] or history[-1:]
+
+    def finish(self, loop: TrainingLoop, done: bool) -> None:
+        if done:
+            self.write_summary(loop)
+
+    def write_summary(self, loop: TrainingLoop) -> None:
         """train_summary.yaml: what the comparison table reports for this run."""
         import yaml
 
@@ -319,85 +314,26 @@ class BilevelTrainer(TrainerBase):
                 "variant": self.conf.get("variant"),
                 "phases": {"explore": c.n1, "joint": c.n2, "finetune": c.n3, "k": c.k,
                            "gamma_max": c.gamma_max, "reuse_lower_grad": c.reuse_lower_grad},
-                "steps": self.state["step"], "passes_sup": self.pbgd.passes["sup"],
+                "steps": loop.step, "passes_sup": self.pbgd.passes["sup"],
                 "passes_unsup": self.pbgd.passes["unsup"],
-                "wall_seconds": round(self.state.get("train_wall", 0.0), 1),  # the training steps alone
-                "wall_seconds_with_validation": round(self.state["wall"], 1),
-                "bad_steps": self.state["bad_losses"]}
+                "wall_seconds": round(loop.state["train_wall"], 1),  # the training steps alone
+                "wall_seconds_with_validation": round(loop.state["wall"], 1),
+                "bad_steps": loop.state["bad_steps"]}
         with atomic_write(os.path.join(self.out, "train_summary.yaml")) as f:
             yaml.safe_dump(summ, f, sort_keys=False)
 
-    def _log(self, step: int, stats: Dict[str, float], t0: float, start: int, total: int) -> None:
-        phase = ("explore", "joint", "finetune")[int(stats["phase"])]
-        rate = (step + 1 - start) / max(1e-9, time.time() - t0)
-        keys = [k for k in ("f", "g", "gamma", "penalty", "grad_f", "grad_g", "cos_fg", "cpc_acc", "bestrq_acc",
-                                "laser")
-                if k in stats]
-        logger.info("step %d/%d [%s] %s | %.2f steps/s, passes sup %d unsup %d | ETA %s", step + 1, total, phase,
-                    " ".join(f"{k} {stats[k]:.4g}" for k in keys), rate, self.pbgd.passes["sup"],
-                    self.pbgd.passes["unsup"], humanfriendly.format_timespan((total - step - 1) / max(rate, 1e-9)))
-        row = {"step": step + 1, "phase": phase, **{k: float(stats[k]) for k in keys}}
-        self.state["log"].append(row)
-        self.events.scalars(step + 1, row, "train/")
-        if "f" in stats:
-            self.state["curve"].append((step + 1, float(stats["f"])))
-
-    def _validation_round(self) -> None:
-        st = self.state
-        r = st["round"]
-        row: Dict[str, Any] = {"epoch": r, "step": st["step"], "train_loss": st["epoch_loss_sum"] / max(1, st["epoch_utts"]),
-                               "passes_sup": self.pbgd.passes["sup"], "passes_unsup": self.pbgd.passes["unsup"]}
-        # in the explore phase the CTC head is untrained: its CER says nothing, so do not spend time on it
-        exploring = phase_of(self.pcfg, st["step"] - 1)[0] == "explore"
-        if self.dist.is_master and self.valid_set is not None and not exploring:
-            row.update(self.validate())
-            self.model.train()
-        self.record_round(row)
-        st.update(round=r + 1, epoch_loss_sum=0.0, epoch_utts=0)
-        if exploring:
-            logger.info("round %d (step %d, explore phase): checkpoint only, no validation of the untrained "
-                        "CTC head", r, st["step"])
-        else:
-            logger.info("validation %d (step %d): %s", r, st["step"],
-                        ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
-        self.save_round(r)
-
-    def finalize(self) -> None:
-        """Averages the best rounds among those after the last phase began (an explore-phase
-        model has an untrained CTC head; a joint-phase one has not seen the fine-tuning)."""
-        c, hist = self.pcfg, self.state["history"]
-        last_start = c.n1 + c.n2 if c.n3 > 0 else (c.n1 if c.n2 > 0 else 0)
-        self.state["history"] = [h for h in hist if h["step"] > last_start] or hist[-1:]
-        try:
-            super().finalize()
-        finally:
-            self.state["history"] = hist
-
-    def plot(self) -> None:
-        log, hist = self.state["log"], self.state["history"]
-        img = os.path.join(self.out, "images")
-        os.makedirs(img, exist_ok=True)
-
-        def series(rows, key):
-            return [(float(r["step"]), float(r[key])) for r in rows if key in r and math.isfinite(float(r[key]))]
-        try:
-            save_curves(os.path.join(img, "loss.png"), {"train f": series(log, "f"), "valid": series(hist, "valid_loss")},
-                        "CTC loss", "step", "loss per utterance")
-            if any("valid_cer" in h for h in hist):
-                save_curves(os.path.join(img, "cer.png"), {"valid": series(hist, "valid_cer")},
-                            "validation CER (greedy)", "step", "CER %")
-            # f and g differ in scale by orders of magnitude: one panel each, on one step axis,
-            # dashed lines where the joint and the fine-tuning phases begin
-            c = self.pcfg
-            xlim, bounds = (0.0, float(max(1, c.total_steps))), [float(c.n1), float(c.n1 + c.n2)]
-            save_panels(os.path.join(img, "f_g.png"), [
-                dict(series={"f (supervised)": series(log, "f")}, title="BL-JUST upper level f",
-                     xlabel="step", ylabel="CTC loss", xlim=xlim, vlines=bounds),
-                dict(series={"g (unsupervised)": series(log, "g")}, title="BL-JUST lower level g",
-                     xlabel="step", ylabel=f"{self.conf['unsup'].get('name', 'g')} loss", xlim=xlim, vlines=bounds)])
-            if any("gamma" in r for r in log):
-                save_curves(os.path.join(img, "gamma_penalty.png"), {"gamma": series(log, "gamma"),
-                                                                     "g - v_hat": series(log, "penalty")},
-                            "penalty weight and penalty estimate", "step", "value")
-        except Exception as e:  # a plotting bug must never stop training
-            logger.warning("could not write curves: %s", e)
+    def plot(self, loop: TrainingLoop) -> None:
+        self.plot_loss_and_cer(loop, {"train f": loop.series("f")})
+        # f and g differ in scale by orders of magnitude: one panel each, on one step axis,
+        # dashed lines where the joint and the fine-tuning phases begin
+        c, img = self.pcfg, os.path.join(self.out, "images")
+        xlim, bounds = (0.0, float(max(1, c.total_steps))), [float(c.n1), float(c.n1 + c.n2)]
+        save_panels(os.path.join(img, "f_g.png"), [
+            dict(series={"f (supervised)": loop.series("f")}, title="BL-JUST upper level f",
+                 xlabel="step", ylabel="CTC loss", xlim=xlim, vlines=bounds),
+            dict(series={"g (unsupervised)": loop.series("g")}, title="BL-JUST lower level g",
+                 xlabel="step", ylabel=f"{self.conf['unsup'].get('name', 'g')} loss", xlim=xlim, vlines=bounds)])
+        if loop.series("gamma"):
+            save_curves(os.path.join(img, "gamma_penalty.png"), {"gamma": loop.series("gamma"),
+                                                                 "g - v_hat": loop.series("penalty")},
+                        "penalty weight and penalty estimate", "step", "value")

@@ -7,14 +7,15 @@ to the nearest entry of a frozen random codebook (bljust.losses.bestrq). Spans o
 the CNN features are replaced by a learned mask embedding before the transformer,
 and a linear classifier on the last layer predicts the targets of masked frames.
 The output upstream.pth has the same layout as bljust.bin.ssft's, so every consumer
-(ssft, train_superb) reads it with Upstream.from_checkpoint.
+(ssft, train_superb) reads it with Upstream.from_checkpoint. It is a method of the training
+core (bljust.train.loop), which owns the loop, resume, logging and checkpoints.
 """
 from __future__ import annotations
 
 import logging
 import os
 import random
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import humanfriendly
 import torch
@@ -27,13 +28,12 @@ from bljust.data.wav_dataset import WavDataset
 from bljust.features.fbank import Fbank, FbankOptions
 from bljust.losses.bestrq import BestRQLoss
 from bljust.losses.masking import span_mask, valid_mask
-from bljust.train.checkpoint import (as_tuples, has_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                                     set_rng_state)
+from bljust.train.checkpoint import as_tuples
 from bljust.train.config import save_config
 from bljust.train.experiment_folder import check_same_run
+from bljust.train.loop import LoopOptions, Method, TrainingLoop, setup_device
 from bljust.train.schedulers import build_optimizer, build_scheduler
-from bljust.train.ssft import Progress, load_upstream, save_upstream, setup_device
-from bljust.utils.events import EventLog
+from bljust.train.upstream_io import load_upstream, save_upstream
 from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
@@ -76,93 +76,98 @@ def _fbank(fb: Fbank, wavs: List[torch.Tensor]) -> torch.Tensor:
     return pad_list(normed)[0]
 
 
+class PretrainMethod(Method):
+    """Masked prediction of BEST-RQ targets on the last layer of an upstream."""
+
+    name = "pre-training"
+
+    def __init__(self, conf: Dict[str, Any], dev: torch.device) -> None:
+        self.conf, self.dev = conf, dev
+        self.seed = int(conf["seed"])
+        torch.manual_seed(self.seed)
+        uc, self.bt, self.tr = conf["upstream"], conf["batching"], conf["trainer"]
+        self.up = load_upstream(uc["ckpt"], uc["arch"], bool(uc["trust_checkpoint"]))
+        self.fb = Fbank(FbankOptions.from_dict(conf["fbank"]))
+        self.model = MaskedPredictor(self.up, conf, self.fb.feat_dim).to(dev)
+        sets = [WavDataset(d) for d in conf["train_data_dirs"]]
+        self.items = [(s, i) for s in sets for i in range(len(s))]
+        self.max_len = int(float(self.bt["max_seconds"]) * 16000)
+        self.lengths = [min(s.lengths[i], self.max_len) if self.max_len else s.lengths[i] for s, i in self.items]
+        log.info("pre-training on %d utterances (%s of audio after cropping); %s parameters", len(self.items),
+                 humanfriendly.format_timespan(sum(self.lengths) / 16000),
+                 humanfriendly.format_number(sum(p.numel() for p in self.model.parameters())))
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = build_optimizer(self.params, conf["optim"])
+        self.total = int(self.tr["max_updates"])
+        self.sched = build_scheduler(self.opt, conf["scheduler"], self.total)
+        self.crop_rng = random.Random(self.seed + 1)
+        self.data = {"epoch": 0, "batch": 0}
+        self.model.train()
+
+    def options(self) -> LoopOptions:
+        return LoopOptions(total_steps=self.total, max_steps=int(self.tr["max_steps"]),
+                           log_interval=int(self.tr["log_interval"]), save_interval=int(self.tr["save_interval"]),
+                           unit="update")
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "data": dict(self.data), "crop_rng": self.crop_rng.getstate()}
+
+    def load_state_dict(self, st: Dict[str, Any]) -> None:
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.data = dict(st["data"])
+        self.crop_rng.setstate(as_tuples(st["crop_rng"]))
+
+    def _next_batch(self) -> List[torch.Tensor]:
+        d = self.data
+        while True:
+            batches = bucket_batches(self.lengths, int(self.bt["max_samples"]), int(self.bt["max_batch"]),
+                                     seed=self.seed + d["epoch"])
+            if d["batch"] < len(batches):
+                break
+            d["epoch"], d["batch"] = d["epoch"] + 1, 0
+        wavs = []
+        for j in batches[d["batch"]]:
+            s, i = self.items[j]
+            w = s.load(i)
+            if self.max_len and w.numel() > self.max_len:
+                b = self.crop_rng.randrange(w.numel() - self.max_len + 1)
+                w = w[b: b + self.max_len]
+            wavs.append(w)
+        d["batch"] += 1
+        return wavs
+
+    def train_step(self, loop: TrainingLoop) -> Optional[Dict[str, Any]]:
+        wavs = self._next_batch()
+        pad, lens = pad_list(wavs)
+        res = self.model(pad.to(self.dev), lens.to(self.dev), _fbank(self.fb, wavs).to(self.dev))
+        self.opt.zero_grad(set_to_none=True)
+        res["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.params, float(self.tr["grad_clip"]))
+        self.opt.step()
+        self.sched.step()
+        return {"loss": float(res["loss"].detach()), "masked_acc": float(res["acc"]), "lr": self.sched.get_last_lr()[0],
+                "epoch": f"{self.data['epoch'] + 1}"}
+
+    def plot(self, loop: TrainingLoop) -> None:
+        save_curves(os.path.join(loop.out, "loss.png"), {"masked prediction": loop.series("loss")},
+                    "upstream pre-training", "update", "cross-entropy")
+
+    def finish(self, loop: TrainingLoop, done: bool) -> None:
+        if done:
+            save_upstream(self.up, os.path.join(loop.out, "upstream.pth"))
+
+
 @typechecked
 def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
     out = conf["output_dir"]
-    dirs = conf["train_data_dirs"]
-    if not out or not dirs:
+    if not out or not conf["train_data_dirs"]:
         raise ValueError("train_data_dirs and output_dir are required")
     os.makedirs(out, exist_ok=True)
     check_same_run(out, conf, ("upstream", "fbank", "bestrq"), "pretrain")
     save_config(conf, os.path.join(out, "config.yaml"))
-    dev = setup_device(conf)
-    seed = int(conf["seed"])
-    torch.manual_seed(seed)
-    uc, bt, tr = conf["upstream"], conf["batching"], conf["trainer"]
-    up = load_upstream(uc["ckpt"], uc["arch"], bool(uc["trust_checkpoint"]))
-    fb = Fbank(FbankOptions.from_dict(conf["fbank"]))
-    model = MaskedPredictor(up, conf, fb.feat_dim).to(dev)
-    sets = [WavDataset(d) for d in dirs]
-    items = [(s, i) for s in sets for i in range(len(s))]
-    max_len = int(float(bt["max_seconds"]) * 16000)
-    lengths = [min(s.lengths[i], max_len) if max_len else s.lengths[i] for s, i in items]
-    log.info("pre-training on %d utterances (%s of audio after cropping); %s parameters", len(items),
-             humanfriendly.format_timespan(sum(lengths) / 16000),
-             humanfriendly.format_number(sum(p.numel() for p in model.parameters())))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = build_optimizer(params, conf["optim"])
-    total = int(tr["max_updates"])
-    sched = build_scheduler(opt, conf["scheduler"], total)
-    crop_rng = random.Random(seed + 1)
-    st: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "history": []}
-    ck_path = os.path.join(out, "checkpoint.pth")
-    if has_checkpoint(out):
-        ck, ck_path = load_checkpoint(out, required=("model", "optimizer", "scheduler", "state", "crop_rng", "rng"))
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        st = ck["state"]
-        crop_rng.setstate(as_tuples(ck["crop_rng"]))
-        set_rng_state(ck["rng"])
-        log.info("resumed at update %d from %s", st["step"], ck_path)
-
-    def save(final: bool) -> None:
-        events.flush()  # first: the event file then holds at least what the checkpoint does
-        save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "state": st, "crop_rng": crop_rng.getstate(), "rng": rng_state()}, out)
-        save_curves(os.path.join(out, "loss.png"), {"masked prediction": [tuple(h[:2]) for h in st["history"]]},
-                    "upstream pre-training", "update", "cross-entropy")
-        if final:
-            save_upstream(up, os.path.join(out, "upstream.pth"))
-
-    stop = total if int(tr["max_steps"]) <= 0 else min(total, int(tr["max_steps"]))
-    prog = Progress(st["step"], stop)
-    events = EventLog(out, st["step"])
-    model.train()
-    acc_sum = loss_sum = 0.0
-    n = 0
-    while st["step"] < stop:
-        batches = bucket_batches(lengths, int(bt["max_samples"]), int(bt["max_batch"]), seed=seed + st["epoch"])
-        if st["batch"] >= len(batches):
-            st["epoch"], st["batch"] = st["epoch"] + 1, 0
-            continue
-        wavs = []
-        for j in batches[st["batch"]]:
-            s, i = items[j]
-            w = s.load(i)
-            if max_len and w.numel() > max_len:
-                b = crop_rng.randrange(w.numel() - max_len + 1)
-                w = w[b: b + max_len]
-            wavs.append(w)
-        st["batch"] += 1
-        pad, lens = pad_list(wavs)
-        res = model(pad.to(dev), lens.to(dev), _fbank(fb, wavs).to(dev))
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, float(tr["grad_clip"]))
-        opt.step()
-        sched.step()
-        st["step"] += 1
-        st["history"].append([st["step"], float(res["loss"].detach()), float(res["acc"])])
-        events.scalars(st["step"], {"loss": st["history"][-1][1], "masked_acc": st["history"][-1][2],
-                                    "lr": sched.get_last_lr()[0]}, "train/")
-        loss_sum, acc_sum, n = loss_sum + float(res["loss"].detach()), acc_sum + float(res["acc"]), n + 1
-        if st["step"] % int(tr["log_interval"]) == 0 or st["step"] == stop:
-            log.info("update %d/%d (epoch %d): loss %.3f, masked accuracy %.3f, lr %.3g; %s", st["step"], total,
-                     st["epoch"] + 1, loss_sum / n, acc_sum / n, sched.get_last_lr()[0], prog.line(st["step"]))
-            acc_sum = loss_sum = 0.0
-            n = 0
-        if st["step"] % int(tr["save_interval"]) == 0 and st["step"] < stop:
-            save(False)
-    save(st["step"] >= total)
-    return {"step": st["step"], "history": st["history"]}
+    loop = TrainingLoop(out, PretrainMethod(conf, setup_device(conf)), int(conf["seed"]))
+    loop.run()
+    return {"step": loop.step, "history": loop.rows("loss", "masked_acc")}

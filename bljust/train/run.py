@@ -1,6 +1,7 @@
-"""Starting a training run: device and threads, data, model, and the trainer its `method` picks.
+"""Starting an ASR training run: device and threads, data, model, and the method its `method`
+key picks, run by the training core (loop.py).
 
-This module sits above both trainers (trainer.py: supervised, bilevel_trainer.py: BL-JUST)
+This module sits above both methods (trainer.py: supervised, bilevel_trainer.py: BL-JUST)
 so that neither imports the other; bljust.bin.train calls `train` here.
 """
 from __future__ import annotations
@@ -17,9 +18,9 @@ from bljust.nets.asr_model import build_asr_model
 from bljust.nets.subsampling import min_input_frames
 from bljust.train import distributed as D
 from bljust.train import experiment_folder as folder
-from bljust.train.bilevel_trainer import BilevelTrainer
 from bljust.train.config import ConfigError, save_config
-from bljust.train.trainer import Trainer
+from bljust.train.loop import TrainingLoop, setup_device
+from bljust.train.trainer import SupervisedMethod
 from bljust.utils import model_info
 
 logger = logging.getLogger(__name__)
@@ -38,16 +39,9 @@ def train(config: Dict[str, Any], dist: D.DistInfo | None = None, tokenizer: Any
     if config["trainer"].get("deterministic", True):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-    nthreads = int(config.get("num_threads", 0))
-    if nthreads == 0 and not use_cuda:
-        # path.sh sets OMP_NUM_THREADS=1 for the JOB=1:N stages; training is one job per core set
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size if dist.world_size > 1 else 1))
-        nthreads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // local)
-    if nthreads > 0:
-        torch.set_num_threads(nthreads)
+    device = setup_device(config, dist)
     dist.backend = dist.backend or config.get("dist_backend")
     D.init(dist, use_cuda)
-    device = torch.device(f"cuda:{dist.local_rank}" if use_cuda else "cpu")
     try:
         _train(config, dist, tokenizer, device, resume)
     finally:
@@ -130,11 +124,12 @@ def _train(config: Dict[str, Any], dist: D.DistInfo, tokenizer: Any, device: tor
     logger.info("model: %s parameters, %d train / %d valid utterances", humanfriendly.format_number(nparam),
                 len(train_set), len(valid_set) if valid_set else 0)
     if method == "supervised":
-        Trainer(config, model, train_set, valid_set, tokenizer, dist, device).run()
-    elif method == "bilevel":
-        from bljust.train.bilevel_trainer import BilevelTrainer
+        m = SupervisedMethod(config, model, train_set, valid_set, tokenizer, dist, device)
+    else:
+        from bljust.train.bilevel_trainer import BilevelMethod
 
         unlab_set = ASRDataset(config["unlab_data_dir"], None, shortest, int(bc.get("max_frames", 0)), labeled=False,
                                on_device=on_device)
         logger.info("%d unlabeled utterances from %s", len(unlab_set), config["unlab_data_dir"])
-        BilevelTrainer(config, model, train_set, unlab_set, valid_set, tokenizer, dist, device).run()
+        m = BilevelMethod(config, model, train_set, unlab_set, valid_set, tokenizer, dist, device)
+    TrainingLoop(config["output_dir"], m, int(config["seed"]), dist).run()

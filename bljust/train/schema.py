@@ -429,3 +429,13 @@ class PretrainConfig:
 
 SCHEMAS: Dict[str, type] = {"train": TrainConfig, "ssft": SSFTConfig, "superb": SuperbConfig,
                             "pretrain": PretrainConfig}
+
+
+def register(kind: str, cls: type) -> None:
+    """Makes a new method's config section loadable: load_config(path, overrides, kind) and
+    run_with_config(..., kind, ...) then check it like every other (docs/training.md)."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if SCHEMAS.get(kind, cls) is not cls:
+        raise ValueError(f"a config schema '{kind}' is already registered")
+    SCHEMAS[kind] = cls

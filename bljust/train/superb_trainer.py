@@ -3,8 +3,8 @@
 ASR: characters of `text` (word boundary '|'), BiLSTM-CTC, Adam 1e-4.
 PR:  phonemes of `text.phn`, linear CTC, Adam 5e-4.
 The output folder holds config.yaml (with the upstream's path and architecture),
-tokens.txt, checkpoint.pth (resume: downstream, optimiser, scheduler, data position,
-RNGs) and downstream.pth (the downstream with the best validation error rate, or
+tokens.txt, checkpoint.pth (the training core's layout, bljust.train.loop; the method's
+part: downstream, optimiser, scheduler, data position, best round) and downstream.pth (the downstream with the best validation error rate, or
 the last one without a validation set). Decoding writes a Kaldi `text` of words
 (ASR) or phoneme sequences (PR), which sclite scores as WER or PER.
 """
@@ -12,26 +12,26 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from typeguard import typechecked
 
 from bljust.data.batching import bucket_batches, pad_list
 from bljust.data.wav_dataset import WavDataset, build_token_list, collate
+from bljust.decode.ctc import ctc_decode
+from bljust.nets.model_file import model_state
+from bljust.nets.superb import SuperbModel
 from bljust.text.token_list import read_token_list, write_token_list
 from bljust.text.units import units_to_text
-from bljust.decode.ctc import ctc_decode
-from bljust.nets.superb import SuperbModel
-from bljust.train.checkpoint import (has_checkpoint, load_checkpoint, model_state, rng_state, save_atomic,
-                                     save_checkpoint, set_rng_state)
+from bljust.train.base import edit_distance
+from bljust.train.checkpoint import save_atomic
 from bljust.train.config import save_config, yaml_load
 from bljust.train.experiment_folder import check_same_run
+from bljust.train.loop import LoopOptions, Method, TrainingLoop, setup_device
 from bljust.train.schedulers import build_optimizer, build_scheduler
-from bljust.train.base import edit_distance
-from bljust.train.ssft import Progress, load_upstream, setup_device
+from bljust.train.upstream_io import load_upstream
 from bljust.utils.fileio import atomic_write
-from bljust.utils.events import EventLog
 from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,104 @@ def evaluate(model: SuperbModel, ds: WavDataset, max_samples: int, max_batch: in
     return tot_loss / max(1, n), 100.0 * errs / max(1, n_ref)
 
 
+class SuperbMethod(Method):
+    """A downstream on a frozen upstream: CTC on batches of the training set, validation every
+    trainer.valid_interval updates; downstream.pth is the best by greedy error rate."""
+
+    def __init__(self, conf: Dict[str, Any], dev: torch.device, tokens: List[str], out: str) -> None:
+        self.conf, self.dev, self.out = conf, dev, out
+        self.task, self.unit = conf["task"], UNIT[conf["task"]]
+        self.name = f"SUPERB {self.task}"
+        self.bt, self.tr = conf["batching"], conf["trainer"]
+        self.ds = WavDataset(conf["train_data_dir"], self.unit, tokens, max_samples=int(self.bt["max_utt_samples"]))
+        self.valid = WavDataset(conf["valid_data_dir"], self.unit, tokens) if conf["valid_data_dir"] else None
+        self.seed = int(conf["seed"])
+        torch.manual_seed(self.seed)
+        self.model = build_model(conf, len(tokens)).to(dev)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        use_cache = bool(self.tr["cache_upstream"])
+        if use_cache:
+            self.model.upstream.exact_padding = True
+        self.cache = StateCache(self.model, self.ds, dev) if use_cache else None
+        self.vcache = StateCache(self.model, self.valid, dev) if use_cache and self.valid is not None else None
+        log.info("%s downstream: %d tokens, %d trainable parameters; %d training utterances", self.task, len(tokens),
+                 sum(p.numel() for p in self.params), len(self.ds))
+        self.opt = build_optimizer(self.params, conf["optim"])
+        self.total = int(self.tr["max_updates"])
+        self.sched = build_scheduler(self.opt, conf["scheduler"], self.total)
+        self.data: Dict[str, Any] = {"epoch": 0, "batch": 0, "best": None}
+        self.model.train()
+
+    def options(self) -> LoopOptions:
+        return LoopOptions(total_steps=self.total, max_steps=int(self.tr["max_steps"]),
+                           log_interval=int(self.tr["log_interval"]), unit="update")
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"model": self.model.downstream_state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "data": dict(self.data)}
+
+    def load_state_dict(self, st: Dict[str, Any]) -> None:
+        self.model.load_downstream_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.data = dict(st["data"])
+
+    def train_step(self, loop: TrainingLoop) -> Optional[Dict[str, Any]]:
+        d = self.data
+        while True:
+            batches = bucket_batches(self.ds.lengths, int(self.bt["max_samples"]), int(self.bt["max_batch"]),
+                                     seed=self.seed + d["epoch"])
+            if d["batch"] < len(batches):
+                break
+            d["epoch"], d["batch"] = d["epoch"] + 1, 0
+        idx = batches[d["batch"]]
+        d["batch"] += 1
+        dev = self.dev
+        if self.cache is not None:
+            ys, y_lens = collate_targets([self.ds.targets[i] for i in idx])
+            states, slens = self.cache.batch(idx)
+            loss, _ = states_loss(self.model, states, slens, ys.to(dev), y_lens.to(dev))
+        else:
+            _, wavs, lens, ys, y_lens = collate([self.ds[i] for i in idx])
+            loss, _ = self.model(wavs.to(dev), lens.to(dev), ys.to(dev), y_lens.to(dev))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, float(self.tr["grad_clip"]))
+        self.opt.step()
+        self.sched.step()
+        return {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0], "epoch": str(d["epoch"] + 1)}
+
+    def round_due(self, step: int) -> bool:
+        return step % int(self.tr["valid_interval"]) == 0 or step == self.total
+
+    def end_round(self, loop: TrainingLoop) -> Dict[str, Any]:
+        path = os.path.join(self.out, "downstream.pth")
+        if self.valid is None:  # no validation set: the last downstream
+            save_atomic(self.model.downstream_state_dict(), path)
+            return {}
+        vl, ver = evaluate(self.model, self.valid, int(self.bt["max_samples"]), int(self.bt["max_batch"]), self.dev,
+                           self.vcache)
+        better = self.data["best"] is None or ver < self.data["best"][1]
+        log.info("update %d: valid loss %.3f, greedy %s %.2f%%%s", loop.step, vl, "CER" if self.unit == "char" else
+                 "PER", ver, " (best)" if better else "")
+        if better:
+            self.data["best"] = [loop.step, ver]
+            save_atomic(self.model.downstream_state_dict(), path)
+        return {"valid_loss": vl, "error_rate": ver}
+
+    def plot(self, loop: TrainingLoop) -> None:
+        series = {"train": loop.series("loss")}
+        if self.valid is not None:
+            series["valid"] = loop.series("valid_loss", "history")
+        save_curves(os.path.join(self.out, "loss.png"), series, self.name, "update", "CTC loss")
+
+    def finish(self, loop: TrainingLoop, done: bool) -> None:
+        if not os.path.isfile(os.path.join(self.out, "downstream.pth")):  # stopped early: a usable model anyway
+            self.end_round(loop)
+        w = self.model.featurizer.normalized().tolist()
+        log.info("layer weights: %s", " ".join(f"{x:.3f}" for x in w))
+
+
 @typechecked
 def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
     """Trains (or resumes) a SUPERB downstream; returns the last stats."""
@@ -118,107 +216,18 @@ def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
         raise ValueError("train_data_dir and output_dir are required")
     os.makedirs(out, exist_ok=True)
     dev = setup_device(conf)
-    unit = UNIT[task]
     check_same_run(out, conf, ("task", "upstream", "model"), "superb")  # before anything in `out` changes
     tok_path = os.path.join(out, "tokens.txt")
     if not os.path.isfile(tok_path):
-        write_token_list(build_token_list(conf["train_data_dir"], unit), tok_path)
+        write_token_list(build_token_list(conf["train_data_dir"], UNIT[task]), tok_path)
     tokens = read_token_list(tok_path)
     save_config(conf, os.path.join(out, "config.yaml"))
-    bt, tr = conf["batching"], conf["trainer"]
-    ds = WavDataset(conf["train_data_dir"], unit, tokens, max_samples=int(bt["max_utt_samples"]))
-    valid = WavDataset(conf["valid_data_dir"], unit, tokens) if conf["valid_data_dir"] else None
-    seed = int(conf["seed"])
-    torch.manual_seed(seed)
-    model = build_model(conf, len(tokens)).to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    use_cache = bool(tr["cache_upstream"])
-    if use_cache:
-        model.upstream.exact_padding = True
-    cache = StateCache(model, ds, dev) if use_cache else None
-    vcache = StateCache(model, valid, dev) if use_cache and valid is not None else None
-    log.info("%s downstream: %d tokens, %d trainable parameters; %d training utterances", task, len(tokens),
-             sum(p.numel() for p in params), len(ds))
-    opt = build_optimizer(params, conf["optim"])
-    total = int(tr["max_updates"])
-    sched = build_scheduler(opt, conf["scheduler"], total)
-    st: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "history": [], "valid": [], "best": None}
-    ck_path = os.path.join(out, "checkpoint.pth")
-    if has_checkpoint(out):
-        ck, ck_path = load_checkpoint(out, required=("model", "optimizer", "scheduler", "state", "rng"))
-        model.load_downstream_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        st = ck["state"]
-        set_rng_state(ck["rng"])
-        log.info("resumed at step %d from %s", st["step"], ck_path)
-
-    def save() -> None:
-        events.flush()  # first: the event file then holds at least what the checkpoint does
-        save_checkpoint({"model": model.downstream_state_dict(), "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict(), "state": st, "rng": rng_state()}, out)
-        series = {"train": [tuple(h) for h in st["history"]]}
-        if st["valid"]:
-            series["valid"] = [(s, l) for s, l, _ in st["valid"]]
-        save_curves(os.path.join(out, "loss.png"), series, f"SUPERB {task}", "step", "CTC loss")
-
-    def validate() -> None:
-        if valid is None:
-            save_atomic(model.downstream_state_dict(), os.path.join(out, "downstream.pth"))
-            return
-        vl, ver = evaluate(model, valid, int(bt["max_samples"]), int(bt["max_batch"]), dev, vcache)
-        st["valid"].append([st["step"], vl, ver])
-        events.scalars(st["step"], {"loss": vl, "error_rate": ver}, "valid/")
-        better = st["best"] is None or ver < st["best"][1]
-        log.info("step %d: valid loss %.3f, greedy %s %.2f%%%s", st["step"], vl, "CER" if unit == "char" else "PER",
-                 ver, " (best)" if better else "")
-        if better:
-            st["best"] = [st["step"], ver]
-            save_atomic(model.downstream_state_dict(), os.path.join(out, "downstream.pth"))
-
-    stop = total if int(tr["max_steps"]) <= 0 else min(total, int(tr["max_steps"]))
-    prog = Progress(st["step"], stop)
-    events = EventLog(out, st["step"])
-    model.train()
-    run_loss, run_n = 0.0, 0
-    while st["step"] < stop:
-        batches = bucket_batches(ds.lengths, int(bt["max_samples"]), int(bt["max_batch"]), seed=seed + st["epoch"])
-        if st["batch"] >= len(batches):
-            st["epoch"], st["batch"] = st["epoch"] + 1, 0
-            continue
-        idx = batches[st["batch"]]
-        st["batch"] += 1
-        if cache is not None:
-            ys, y_lens = collate_targets([ds.targets[i] for i in idx])
-            states, slens = cache.batch(idx)
-            loss, _ = states_loss(model, states, slens, ys.to(dev), y_lens.to(dev))
-        else:
-            _, wavs, lens, ys, y_lens = collate([ds[i] for i in idx])
-            loss, _ = model(wavs.to(dev), lens.to(dev), ys.to(dev), y_lens.to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, float(tr["grad_clip"]))
-        opt.step()
-        sched.step()
-        st["step"] += 1
-        st["history"].append([st["step"], float(loss.detach())])
-        events.scalars(st["step"], {"loss": float(loss.detach()), "lr": sched.get_last_lr()[0]}, "train/")
-        run_loss, run_n = run_loss + float(loss.detach()), run_n + 1
-        if st["step"] % int(tr["log_interval"]) == 0 or st["step"] == stop:
-            log.info("step %d/%d (epoch %d): loss %.3f, lr %.3g; %s", st["step"], total, st["epoch"] + 1,
-                     run_loss / run_n, sched.get_last_lr()[0], prog.line(st["step"]))
-            run_loss, run_n = 0.0, 0
-        if st["step"] % int(tr["valid_interval"]) == 0 or st["step"] == total:
-            validate()
-            save()
-    if st["step"] < total:  # stopped early: keep a usable model anyway
-        if not os.path.isfile(os.path.join(out, "downstream.pth")):
-            validate()
-        save()
-    w = model.featurizer.normalized().tolist()
-    log.info("layer weights: %s", " ".join(f"{x:.3f}" for x in w))
-    return {"step": st["step"], "history": st["history"], "valid": st["valid"], "best": st["best"],
-            "layer_weights": w}
+    method = SuperbMethod(conf, dev, tokens, out)
+    loop = TrainingLoop(out, method, int(conf["seed"]))
+    loop.run()
+    valid = [[h["step"], h["valid_loss"], h["error_rate"]] for h in loop.state["history"] if "valid_loss" in h]
+    return {"step": loop.step, "history": loop.rows("loss"), "valid": valid, "best": method.data["best"],
+            "layer_weights": method.model.featurizer.normalized().tolist()}
 
 
 def load_trained(model_dir: str, device: str = "cpu") -> Tuple[SuperbModel, Dict[str, Any], List[str]]:

@@ -51,9 +51,9 @@ def test_schedule_passes_and_outputs(data, unsup):
     for word in ("[explore]", "[joint]", "[finetune]", "gamma", "cos_fg", "penalty"):
         assert word in log, word
     tb = read_scalars(out_dir)  # every logged step, for `tensorboard --logdir exp`
-    for tag in ("train/f", "train/g", "train/gamma", "train/penalty", "epoch/valid_loss"):
+    for tag in ("train/f", "train/g", "train/gamma", "train/penalty", "round/valid_loss"):
         assert tag in tb, tag
-    assert tb["train/g"][0][0] == 1 and tb["train/f"][-1][0] == 10
+    assert tb["train/g"][0][0] == 2 and tb["train/f"][-1][0] == 10
 
 
 def test_resume_mid_joint_phase_is_exact(data):
@@ -63,16 +63,16 @@ def test_resume_mid_joint_phase_is_exact(data):
     part["trainer"]["max_steps"] = 5  # stops inside the joint phase (steps 4..7)
     run_ok(part, data, "part1")
     ck = torch.load(f"{data}/part/checkpoint.pth", weights_only=True)
-    assert ck["state"]["step"] == 5 and ck["pbgd"]["passes"] == {"sup": 2, "unsup": 3 + 4}
+    assert ck["loop"]["step"] == 5 and ck["method"]["pbgd"]["passes"] == {"sup": 2, "unsup": 3 + 4}
     part["trainer"]["max_steps"] = 0
     out = run_ok(part, data, "part2")
     assert "resumed at step" in out
     a = torch.load(f"{data}/ref/checkpoint.pth", weights_only=True)
     b = torch.load(f"{data}/part/checkpoint.pth", weights_only=True)
     for section in ("model", "unsup"):
-        for k in a[section]:
-            assert torch.equal(a[section][k], b[section][k]), (section, k)
-    assert a["streams"] == b["streams"] and a["pbgd"]["passes"] == b["pbgd"]["passes"]
+        for k in a["method"][section]:
+            assert torch.equal(a["method"][section][k], b["method"][section][k]), (section, k)
+    assert a["method"]["streams"] == b["method"]["streams"] and a["method"]["pbgd"]["passes"] == b["method"]["pbgd"]["passes"]
 
 
 def test_loader_workers_give_the_same_run_and_resume_exactly(data):
@@ -86,9 +86,9 @@ def test_loader_workers_give_the_same_run_and_resume_exactly(data):
     a = torch.load(f"{data}/ref_w0/checkpoint.pth", weights_only=True)
     b = torch.load(f"{data}/part_w2/checkpoint.pth", weights_only=True)
     for section in ("model", "unsup"):
-        for k in a[section]:
-            assert torch.equal(a[section][k], b[section][k]), (section, k)
-    assert a["streams"] == b["streams"]
+        for k in a["method"][section]:
+            assert torch.equal(a["method"][section][k], b["method"][section][k]), (section, k)
+    assert a["method"]["streams"] == b["method"]["streams"]
 
 
 class _Pids(torch.utils.data.Dataset):
@@ -163,17 +163,17 @@ def test_shadow_reference_is_trained_and_checkpointed(data):
     conf = bilevel_config(data, f"{data}/shadow", penalty_ref="shadow")
     log = run_ok(conf, data, "shadow")
     ck = torch.load(f"{data}/shadow/checkpoint.pth", weights_only=True)
-    assert ck["shadow"] is not None and "penalty" in log
+    assert ck["method"]["shadow"] is not None and "penalty" in log
     # the shadow copy learned on g alone, so it has left the jointly trained encoder behind
-    shadow_w = ck["shadow"]["modules"]["model.encoder.subsample.out.weight"]
-    assert not torch.equal(shadow_w, ck["model"]["encoder.subsample.out.weight"])
+    shadow_w = ck["method"]["shadow"]["modules"]["model.encoder.subsample.out.weight"]
+    assert not torch.equal(shadow_w, ck["method"]["model"]["encoder.subsample.out.weight"])
 
 
 def test_explore_phase_rounds_checkpoint_without_validating(data):
     out_dir = f"{data}/explore_rounds"
     conf = bilevel_config(data, out_dir, n1=6, n2=2, n3=2, valid_interval=3)
     log = run_ok(conf, data, "explore_rounds")
-    hist = torch.load(f"{out_dir}/checkpoint.pth", weights_only=True)["state"]["history"]
+    hist = torch.load(f"{out_dir}/checkpoint.pth", weights_only=True)["loop"]["history"]
     assert [h["step"] for h in hist] == [3, 6, 9, 10]
     assert [("valid_loss" in h) for h in hist] == [False, False, True, True]  # the CTC head is untrained before
     assert log.count("explore phase): checkpoint only") == 2
@@ -187,7 +187,7 @@ def test_trainer_grad_clip_is_the_pbgd_clip(data):
     from bljust.data.dataset import ASRDataset
     from bljust.nets.asr_model import build_asr_model
     from bljust.train import distributed as D
-    from bljust.train.bilevel_trainer import BilevelTrainer
+    from bljust.train.bilevel_trainer import BilevelMethod
 
     conf = bilevel_config(data, f"{data}/clip")
     conf["trainer"]["grad_clip"] = 0.25
@@ -196,7 +196,7 @@ def test_trainer_grad_clip_is_the_pbgd_clip(data):
     unlab = ASRDataset(f"{data}/unlab", None, 7, labeled=False)
     model = build_asr_model(conf, train.feat_dim, tok.vocab_size)
     os.makedirs(conf["output_dir"])
-    t = BilevelTrainer(conf, model, train, unlab, None, tok, D.DistInfo(), torch.device("cpu"))
+    t = BilevelMethod(conf, model, train, unlab, None, tok, D.DistInfo(), torch.device("cpu"))
     assert t.pcfg.grad_clip == 0.25
 
 

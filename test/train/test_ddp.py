@@ -22,8 +22,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     assert p2.returncode == 0, out2
     a = torch.load(f"{tmp}/one/checkpoint.pth", weights_only=True)
     b = torch.load(f"{tmp}/two/checkpoint.pth", weights_only=True)
-    assert a["state"]["step"] == b["state"]["step"] == 2
+    assert a["loop"]["step"] == b["loop"]["step"] == 2
     assert len(b["rng"]) == 2  # every rank's RNG state is kept for resume
-    for k, v in a["model"].items():
-        assert torch.allclose(v, b["model"][k], rtol=1e-4, atol=1e-5), k
+    for k, v in a["method"]["model"].items():
+        assert torch.allclose(v, b["method"]["model"][k], rtol=1e-4, atol=1e-5), k
     assert os.path.exists(f"{tmp}/two/model.pth")

@@ -64,20 +64,20 @@ def test_model_and_checkpoint_describe_their_inputs(world):
     ck = serialization.load(f"{world['exp']}/checkpoint.pth")  # weights_only: plain types only
     assert ck["model_info"] == info
     assert ck["model_config"]["encoder"] == conf["encoder"] and ck["model_config"]["method"] == "supervised"
-    assert serialization.load(f"{world['exp']}/checkpoint.prev.pth")["state"]["step"] < ck["state"]["step"]
+    assert serialization.load(f"{world['exp']}/checkpoint.prev.pth")["loop"]["step"] < ck["loop"]["step"]
 
 
 @pytest.mark.parametrize("how", ["truncated", "empty", "random"])
 def test_damaged_checkpoint_falls_back_to_the_previous_one(world, tmp_path, capfd, how):
     exp = copy_exp(world["exp"], str(tmp_path / "exp"))
-    prev_step = serialization.load(f"{exp}/checkpoint.prev.pth")["state"]["step"]
+    prev_step = serialization.load(f"{exp}/checkpoint.prev.pth")["loop"]["step"]
     damage(f"{exp}/checkpoint.pth", how)
     capfd.readouterr()
     assert train(world, exp, "--trainer.max_epoch", "3") == 0
     err = capfd.readouterr().err
     assert f"{exp}/checkpoint.pth" in err and f"resuming from the previous checkpoint {exp}/checkpoint.prev.pth" in err
     assert f"resumed at step {prev_step} " in err
-    assert serialization.load(f"{exp}/checkpoint.pth")["state"]["epoch"] == 4  # three epochs done
+    assert serialization.load(f"{exp}/checkpoint.pth")["loop"]["round"] == 4  # three epochs done
 
 
 def test_both_checkpoints_damaged_is_one_line_naming_them(world, tmp_path, capfd):
@@ -110,7 +110,7 @@ def test_changed_model_settings_are_refused_untouched(world, tmp_path, capfd, ch
     assert train(world, exp, *extra, "--resume", "false") == 0
     conf = yaml.safe_load(open(f"{exp}/config.yaml"))
     assert (conf["encoder"]["d_model"] == 16) if change == "encoder" else (conf["cmvn"] == extra[1])
-    assert serialization.load(f"{exp}/checkpoint.pth")["state"]["step"] == 6  # trained from scratch: 2 epochs
+    assert serialization.load(f"{exp}/checkpoint.pth")["loop"]["step"] == 6  # trained from scratch: 2 epochs
 
 
 def test_second_trainer_on_a_locked_folder_exits_naming_the_holder(world, tmp_path, capfd):
@@ -140,7 +140,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(world, tmp_path, c
     real_save = torch.save
 
     def full_disk(obj, f, *a, **k):
-        if isinstance(obj, dict) and "optimizer" in obj:  # the training checkpoint
+        if isinstance(obj, dict) and "loop" in obj:  # the training checkpoint
             f.write(b"half a checkpoint")
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *a, **k)

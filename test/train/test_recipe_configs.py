@@ -67,7 +67,7 @@ def test_shipped_config_loads_with_the_values_it_writes(path, monkeypatch):
 
 
 def test_upstream_architecture_file_builds():
-    from bljust.train.ssft import load_upstream
+    from bljust.train.upstream_io import load_upstream
 
     arch = os.path.join(ROOT, "egs", "TEMPLATE", "ssft1", "conf", "upstream_tiny.yaml")
     up = load_upstream(None, arch)

@@ -27,8 +27,8 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
     assert os.path.exists(ckpt), p.communicate()[0]
     os.kill(p.pid, signal.SIGKILL)  # during the pause after the first mid-epoch checkpoint
     p.wait()
-    state = torch.load(ckpt, weights_only=True)["state"]
-    assert state["epoch"] == 1 and 0 < state["batch_pos"] and state["step"] == 3
+    state = torch.load(ckpt, weights_only=True)["loop"]
+    assert state["round"] == 1 and state["step"] == 3  # mid-epoch: 6 steps per epoch
 
     out, _ = ref.communicate(timeout=180)
     assert ref.returncode == 0, out
@@ -39,16 +39,16 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
 
     a = torch.load(f"{tmp}/ref/checkpoint.pth", weights_only=True)
     b = torch.load(ckpt, weights_only=True)
-    assert a["state"]["step"] == b["state"]["step"] == 12
-    assert a["model"].keys() == b["model"].keys()
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["loop"]["step"] == b["loop"]["step"] == 12
+    assert a["method"]["model"].keys() == b["method"]["model"].keys()
+    for k in a["method"]["model"]:
+        assert torch.equal(a["method"]["model"][k], b["method"]["model"][k]), k
     for k in ("train_loss", "valid_loss", "valid_cer"):
-        assert [h[k] for h in a["state"]["history"]] == [h[k] for h in b["state"]["history"]]
+        assert [h[k] for h in a["loop"]["history"]] == [h[k] for h in b["loop"]["history"]]
     # TensorBoard: the killed run's events up to its checkpoint and the resumed run's after it
     # join into the uninterrupted run's curve (nothing lost, nothing twice)
     ta, tb = read_scalars(f"{tmp}/ref"), read_scalars(f"{tmp}/killed")
-    for tag in ("train/loss", "epoch/valid_loss"):
+    for tag in ("train/loss", "round/valid_loss"):
         assert [s for s, _ in tb[tag]] == [s for s, _ in ta[tag]], tag
     # the finished run's outputs
     for f in ("model.pth", "valid.loss.best.pth", "valid.cer.ave_2best.pth", "config.yaml", "3epoch.pth"):

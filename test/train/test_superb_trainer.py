@@ -69,7 +69,7 @@ def test_train_decode_score(tmp_path, task, cache, tiny_hubert, wav_data_dir):
     assert losses[-1] < losses[0]
     assert len(res["valid"]) == 2 and os.path.isfile(os.path.join(out, "downstream.pth"))
     tb = read_scalars(out)
-    assert len(tb["train/loss"]) == len(losses) and len(tb["valid/error_rate"]) == 2
+    assert len(tb["train/loss"]) == len(losses) and len(tb["round/error_rate"]) == 2
     assert abs(sum(res["layer_weights"]) - 1) < 1e-5
     dec = os.path.join(out, "decode_greedy", "d")
     assert dec_bin.main(["--model_dir", out, "--data_dir", data, "--output_dir", dec, "--write_ref"]) == 0
@@ -100,7 +100,7 @@ def test_max_steps_stops_early_and_max_updates_sets_the_schedule(tmp_path, tiny_
                                                        "trainer.valid_interval": 2, "scheduler.name": "linear",
                                                        "scheduler.warmup_steps": 1, "optim.lr": 0.3}))
     assert res["step"] == 2
-    sched = torch.load(os.path.join(out, "checkpoint.pth"), weights_only=False)["scheduler"]
+    sched = torch.load(os.path.join(out, "checkpoint.pth"), weights_only=True)["method"]["scheduler"]
     # linear decay over 4 updates: after 2 the lr is 1/3 of the peak (over 2 updates it would be 0)
     assert sched["_last_lr"][0] == pytest.approx(0.1)
 

@@ -53,15 +53,15 @@ def test_nonfinite_losses_are_skipped_and_counted(tmp_path, caplog):
     conf["ctc"]["zero_infinity"] = False
     conf["batching"]["batch_bins"] = 200  # small batches: the bad one is skipped alone
     train(conf, tokenizer=CharTokenizer())
-    st = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=True)["state"]
-    assert st["bad_losses"] == 2  # once per epoch
-    assert "non-finite loss" in caplog.text and "[2 so far]" in caplog.text
+    st = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=True)["loop"]
+    assert st["bad_steps"] == 2  # once per epoch
+    assert "non-finite loss" in caplog.text and "[2 so far" in caplog.text
     for p in torch.load(f"{tmp}/exp/model.pth", weights_only=True).values():
         assert torch.isfinite(p).all()
     with open(f"{tmp}/exp/images/loss.png", "rb") as f:  # the curves are written, whatever the losses
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     tb = read_scalars(f"{tmp}/exp")
-    assert "train/loss" in tb and "epoch/train_loss" in tb
+    assert "train/loss" in tb and "round/train_loss" in tb
 
     conf = tiny_config(tmp, f"{tmp}/exp2", max_epoch=2, max_bad_steps=1)
     conf["ctc"]["zero_infinity"] = False
@@ -78,5 +78,5 @@ def test_small_model_learns(tmp_path):
     conf["specaug"] = None
     conf["optim"]["lr"] = 3e-3
     train(conf, tokenizer=CharTokenizer())
-    hist = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=True)["state"]["history"]
+    hist = torch.load(f"{tmp}/exp/checkpoint.pth", weights_only=True)["loop"]["history"]
     assert hist[-1]["valid_loss"] < 0.6 * hist[0]["valid_loss"]
