@@ -51,9 +51,11 @@ torchaudio (pipeline files `hubert_fairseq_base_ls960.pth`, `wavlm_base.pth`: ba
       .attention.attention.out_proj.{t} (WavLM); the WavLM gate and bias under the HF names.
 
 bljust's export writes the fairseq and Hugging Face layouts with weight_g / weight_v, as the
-published files have them (transformers and torch load those into the parametrised form).
+published files have them (transformers and torch load those into the parametrised form), and
+torchaudio's as today's torchaudio does; exported `--like` the original, the file equals the
+original (cfg, heads, spelling) with the upstream's tensors in place.
 Every comparison is exact (max abs difference 0): the same tensors reach the same torchaudio
-modules, so the same float operations run in the same order.
+modules, so the same float operations run in the same order. 1 s of audio (49 frames).
 """
 from __future__ import annotations
 
