@@ -387,5 +387,6 @@ def convert_checkpoint(src: str, dst: str, to: str, prefix: str = "", trust: boo
     try:
         serialization.save(obj, dst, safe_globals=_fairseq_writable())
     except TypeError as e:  # a template read with trust may hold pickled objects bljust does not write
-        raise CheckpointError(f"{like or src}: {e}") from None
+        raise CheckpointError(f"{like or src}: {e}; export without `like` (--like), or save the template "
+                              "with plain containers in place of its objects") from None
     return kind

@@ -300,3 +300,10 @@ def test_export_like_refuses_a_template_that_is_not_the_original(tmp_path, capfd
         err = capfd.readouterr().err
         assert name in err and why[name] in err and "Traceback" not in err, err
         assert not out.exists()
+    # a template trusted to unpickle a config object: bljust writes only what loads without code
+    torch.save({"cfg": ConfigObject(), "model": fs}, tmp_path / "objects.pt")
+    out = tmp_path / "out_objects.pt"
+    assert convert_bin.main([str(up_path), str(out), "--to", "fairseq", "--like", str(tmp_path / "objects.pt"),
+                             "--trust_checkpoint"]) == 1
+    err = capfd.readouterr().err
+    assert "objects.pt" in err and "ConfigObject cannot be saved" in err and not out.exists(), err
