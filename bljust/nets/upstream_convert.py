@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from bljust.utils import serialization
+from bljust.utils import fileio, serialization
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +362,21 @@ def fill_like(template: Dict[str, Any], upstream: Dict[str, torch.Tensor], fmt: 
     return out if slot is None else dict(template, **{slot: out})
 
 
+def _save_safetensors(obj: Dict[str, Any], dst: str, fmt: str) -> None:
+    """Hugging Face's model.safetensors (or any flat layout): tensors only."""
+    try:
+        from safetensors.torch import save
+    except ImportError as e:  # not a dependency of bljust
+        raise CheckpointError(f"{dst}: writing .safetensors needs the 'safetensors' package") from e
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{dst}: a .safetensors file holds tensors only; the {fmt} layout needs more "
+                              "('cfg', 'model'): write a .pt file")
+    # transformers refuses a file without metadata format 'pt'
+    data = save({k: v.detach().contiguous() for k, v in obj.items()}, metadata={"format": "pt"})
+    with fileio.atomic_write(dst, "wb", encoding=None) as f:
+        f.write(data)
+
+
 def convert_checkpoint(src: str, dst: str, to: str, prefix: str = "", trust: bool = False,
                        like: Optional[str] = None) -> str:
     """Writes the upstream of checkpoint `src` to `dst` in format `to` (fairseq: under 'model',
@@ -384,6 +399,9 @@ def convert_checkpoint(src: str, dst: str, to: str, prefix: str = "", trust: boo
             log.warning("%s: holds the upstream's tensors only, without the 'cfg' and the pre-training heads "
                         "that fairseq's and WavLM's own loaders need; give the original checkpoint as `like` "
                         "(--like) for a file that loads there", dst)
+    if dst.endswith(".safetensors"):
+        _save_safetensors(obj, dst, to)
+        return kind
     try:
         serialization.save(obj, dst, safe_globals=_fairseq_writable())
     except TypeError as e:  # a template read with trust may hold pickled objects bljust does not write

@@ -307,3 +307,27 @@ def test_export_like_refuses_a_template_that_is_not_the_original(tmp_path, capfd
                              "--trust_checkpoint"]) == 1
     err = capfd.readouterr().err
     assert "objects.pt" in err and "ConfigObject cannot be saved" in err and not out.exists(), err
+
+
+def test_export_to_safetensors(tmp_path, capfd):
+    """Hugging Face's model.safetensors (WavLM's q, k, v are views of torchaudio's stacked tensor),
+    with the metadata transformers requires; a fairseq layout does not fit in one."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    up = make("wavlm", 12)
+    torch.save({"model": up.model.state_dict()}, tmp_path / "upstream.pth")
+    d = tmp_path / "hf"
+    assert convert_bin.main([str(tmp_path / "upstream.pth"), str(d / "model.safetensors"), "--to", "huggingface"]) == 0
+    got = load_file(str(d / "model.safetensors"))
+    with safe_open(str(d / "model.safetensors"), "pt") as f:
+        assert f.metadata() == {"format": "pt"}
+    want = conv.export_state_dict(up.model.state_dict(), "huggingface", "wavlm")
+    assert sorted(got) == sorted(want) and all(torch.equal(got[k], want[k]) for k in want)
+    back = Upstream.from_checkpoint(str(d), arch=tiny("wavlm")).eval()
+    x, lens = wavs()
+    with torch.no_grad():
+        assert torch.equal(back(x, lens)[0][-1], up(x, lens)[0][-1])
+    assert convert_bin.main([str(tmp_path / "upstream.pth"), str(tmp_path / "f.safetensors"), "--to", "fairseq"]) == 1
+    err = capfd.readouterr().err
+    assert "f.safetensors" in err and "tensors only" in err and not (tmp_path / "f.safetensors").exists()

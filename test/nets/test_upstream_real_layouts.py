@@ -361,7 +361,8 @@ def test_base_model_round_trip_in_published_layout(big_tmp, caplog, refs, kind, 
 def test_layout_variants_load_the_same_tensors(big_tmp, caplog, refs, kind):
     """Other spellings of the same checkpoints: newer weight-norm names (transformers' and torch's
     parametrisation, also in model.safetensors), the *ForCTC wrapper with its CTC head, a fairseq
-    fine-tuned checkpoint, a torchaudio state dict saved by today's torch."""
+    fine-tuned checkpoint, a torchaudio state dict saved by today's torch; and the export back
+    into the first of them."""
     tmp_path = big_tmp
     hf = native("huggingface", kind, seed=20)
     want = reference("huggingface", kind, hf, refs[kind])
@@ -369,7 +370,7 @@ def test_layout_variants_load_the_same_tensors(big_tmp, caplog, refs, kind):
     def renamed(sd, old, new):
         return {k.replace(old, new): v for k, v in sd.items()}
 
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
     d = tmp_path / "hf_new"
     d.mkdir()
     save_file(renamed(renamed(hf, "conv.weight_g", "conv." + WEIGHT_NORM["parametrized"][0]),
@@ -396,3 +397,11 @@ def test_layout_variants_load_the_same_tensors(big_tmp, caplog, refs, kind):
             up.load_state(conv.unwrap(conv.read_checkpoint(path)), where=path)
         assert (f"dropped {dropped} " in caplog.text) == (dropped > 0), (path, caplog.text)
         assert_same_tensors(up.model.state_dict(), ref())
+
+    # back into the newer Hugging Face file: safetensors, parametrised names and masked_spec_embed kept
+    up.load_state(conv.unwrap(conv.read_checkpoint(str(d))))
+    save_upstream(up, str(tmp_path / "upstream.pth"))
+    (tmp_path / "out").mkdir()
+    out = str(tmp_path / "out" / "model.safetensors")
+    conv.convert_checkpoint(str(tmp_path / "upstream.pth"), out, "huggingface", like=str(d))
+    assert_same_tensors(load_file(out), load_file(str(d / "model.safetensors")))
