@@ -17,6 +17,7 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import safetensors.torch
 import torch
 
 from bljust.utils import fileio, serialization
@@ -77,11 +78,7 @@ def read_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
             raise CheckpointError(f"{path}: directory holds neither pytorch_model.bin nor model.safetensors")
         path = found[0]
     if path.endswith(".safetensors"):
-        try:
-            from safetensors.torch import load_file
-        except ImportError as e:  # not a dependency of bljust
-            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
-        return dict(load_file(path))
+        return dict(safetensors.torch.load_file(path))
     try:
         obj = serialization.load(path, safe_globals=_fairseq_records(), what="upstream checkpoint")
     except serialization.UnsafeFileError as e:
@@ -364,15 +361,11 @@ def fill_like(template: Dict[str, Any], upstream: Dict[str, torch.Tensor], fmt: 
 
 def _save_safetensors(obj: Dict[str, Any], dst: str, fmt: str) -> None:
     """Hugging Face's model.safetensors (or any flat layout): tensors only."""
-    try:
-        from safetensors.torch import save
-    except ImportError as e:  # not a dependency of bljust
-        raise CheckpointError(f"{dst}: writing .safetensors needs the 'safetensors' package") from e
     if not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{dst}: a .safetensors file holds tensors only; the {fmt} layout needs more "
                               "('cfg', 'model'): write a .pt file")
     # transformers refuses a file without metadata format 'pt'
-    data = save({k: v.detach().contiguous() for k, v in obj.items()}, metadata={"format": "pt"})
+    data = safetensors.torch.save({k: v.detach().contiguous() for k, v in obj.items()}, metadata={"format": "pt"})
     with fileio.atomic_write(dst, "wb", encoding=None) as f:
         f.write(data)
 
