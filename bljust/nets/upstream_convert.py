@@ -17,9 +17,10 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import safetensors.torch
 import torch
 
-from bljust.utils import serialization
+from bljust.utils import fileio, serialization
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,14 @@ def _fairseq_records() -> List[Any]:
         {type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")}, key=str)
 
 
+def _fairseq_writable() -> List[type]:
+    """The classes of `_fairseq_records` as instances have them, for writing a checkpoint back."""
+    import numpy as np
+
+    kinds = ("float64", "float32", "int64", "int32", "bool")
+    return [argparse.Namespace] + [np.dtype(t).type for t in kinds] + [type(np.dtype(t)) for t in kinds]
+
+
 def read_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
     """torch.load with weights_only=True, fairseq's plain records (argparse.Namespace, numpy
     scalars) allowed. Anything else pickled (e.g. an omegaconf config object) is refused,
@@ -69,11 +78,7 @@ def read_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
             raise CheckpointError(f"{path}: directory holds neither pytorch_model.bin nor model.safetensors")
         path = found[0]
     if path.endswith(".safetensors"):
-        try:
-            from safetensors.torch import load_file
-        except ImportError as e:  # not a dependency of bljust
-            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
-        return dict(load_file(path))
+        return dict(safetensors.torch.load_file(path))
     try:
         obj = serialization.load(path, safe_globals=_fairseq_records(), what="upstream checkpoint")
     except serialization.UnsafeFileError as e:
@@ -130,6 +135,12 @@ def _strip_prefix(sd: Dict[str, torch.Tensor], anchor: str) -> Dict[str, torch.T
     if not prefix:
         return sd
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
+
+
+# the first conv's weight, present in every layout: what comes before it in its key is a wrapper's prefix
+_ANCHOR = {"torchaudio": "feature_extractor.conv_layers.0.conv.weight",
+           "fairseq": "feature_extractor.conv_layers.0.0.weight",
+           "huggingface": "feature_extractor.conv_layers.0.conv.weight"}
 
 
 def _fairseq_key(k: str) -> Optional[str]:
@@ -217,10 +228,7 @@ def to_torchaudio(sd: Dict[str, torch.Tensor], fmt: Optional[str] = None, kind: 
     kind = kind or detect_kind(sd)
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    anchor = {"torchaudio": "feature_extractor.conv_layers.0.conv.weight",
-              "fairseq": "feature_extractor.conv_layers.0.0.weight",
-              "huggingface": "feature_extractor.conv_layers.0.conv.weight"}[fmt]
-    sd = _strip_prefix(sd, anchor)
+    sd = _strip_prefix(sd, _ANCHOR[fmt])
     mapper: Callable[[str], Optional[str]] = {
         "torchaudio": lambda k: k if k.startswith(("feature_extractor.", "encoder.")) else None,
         "fairseq": _fairseq_key, "huggingface": _hf_key}[fmt]
@@ -302,9 +310,72 @@ def export_state_dict(sd: Dict[str, torch.Tensor], fmt: str, kind: str, prefix: 
     return {prefix + _inverse_key(k, fmt, ln_mode): v for k, v in sd.items()}
 
 
-def convert_checkpoint(src: str, dst: str, to: str, prefix: str = "", trust: bool = False) -> str:
+def _weight_norm_spellings(name: str) -> List[str]:
+    """`name` and its other weight-norm spelling (weight_g/_v of torch's old weight_norm, which
+    published files use, or the parametrisation's original0/1, which newer torch writes)."""
+    for a, b in (("weight_g", _G), ("weight_v", _V)):
+        for x, y in ((a, b), (b, a)):
+            if name.endswith("." + x):
+                return [name, name[: -len(x)] + y]
+    return [name]
+
+
+def fill_like(template: Dict[str, Any], upstream: Dict[str, torch.Tensor], fmt: str, kind: str,
+              where: str) -> Dict[str, Any]:
+    """`template` (the checkpoint an upstream was imported from, in layout `fmt`) with the
+    upstream's tensors (`export_state_dict` names, no prefix) in place of its own. Everything
+    else stays: fairseq's 'cfg'/'args', the heads (mask embedding, HuBERT's label embeddings and
+    final_proj, a CTC head), a wrapper's prefix and the template's weight-norm spelling; so the
+    result loads wherever the template did, also where loading is strict (fairseq, WavLM's code)."""
+    container, slot = template, None
+    for key in ("model", "state_dict"):
+        if isinstance(template.get(key), dict) and any(isinstance(v, torch.Tensor) for v in template[key].values()):
+            container, slot = template[key], key
+            break
+    tensors = _tensors_only(container)
+    found, found_kind = detect_format(tensors), detect_kind(tensors)
+    if (found, found_kind) != (fmt, kind):
+        raise CheckpointError(f"{where}: a {found_kind} checkpoint in {found} layout, but the upstream is a "
+                              f"{kind} to be written in {fmt} layout")
+    prefix = next((k[: -len(_ANCHOR[fmt])] for k in tensors if k.endswith(_ANCHOR[fmt])), "")
+    out, used = dict(container), set()
+    for k, v in tensors.items():
+        name = k[len(prefix):] if k.startswith(prefix) else k
+        hit = next((n for n in _weight_norm_spellings(name) if n in upstream), None)
+        if hit is None:
+            if not _IGNORED[fmt].match(name):
+                raise CheckpointError(f"{where}: {k} is not part of the upstream and not a known head: "
+                                      "not the checkpoint this upstream was imported from")
+            continue
+        if upstream[hit].shape != v.shape:
+            raise CheckpointError(f"{where}: {k} has shape {tuple(v.shape)}, the upstream's "
+                                  f"{tuple(upstream[hit].shape)}: not the checkpoint this upstream was imported from")
+        out[k] = upstream[hit]
+        used.add(hit)
+    missing = sorted(set(upstream) - used)
+    if missing:
+        raise CheckpointError(f"{where}: lacks {len(missing)} of the upstream's tensors, e.g. {missing[:5]}: "
+                              "not the checkpoint this upstream was imported from")
+    return out if slot is None else dict(template, **{slot: out})
+
+
+def _save_safetensors(obj: Dict[str, Any], dst: str, fmt: str) -> None:
+    """Hugging Face's model.safetensors (or any flat layout): tensors only."""
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{dst}: a .safetensors file holds tensors only; the {fmt} layout needs more "
+                              "('cfg', 'model'): write a .pt file")
+    # transformers refuses a file without metadata format 'pt'
+    data = safetensors.torch.save({k: v.detach().contiguous() for k, v in obj.items()}, metadata={"format": "pt"})
+    with fileio.atomic_write(dst, "wb", encoding=None) as f:
+        f.write(data)
+
+
+def convert_checkpoint(src: str, dst: str, to: str, prefix: str = "", trust: bool = False,
+                       like: Optional[str] = None) -> str:
     """Writes the upstream of checkpoint `src` to `dst` in format `to` (fairseq: under 'model',
-    as s3prl reads it); returns the upstream kind (hubert or wavlm)."""
+    as s3prl reads it); returns the upstream kind (hubert or wavlm). `like`: the checkpoint the
+    upstream came from, in layout `to`; its configuration, heads, prefix and key spelling are
+    kept and only the upstream's tensors replaced (`fill_like`); `prefix` is then not used."""
     if to not in FORMATS:
         raise ValueError(f"unknown format '{to}' ({', '.join(FORMATS)})")
     sd = unwrap(read_checkpoint(src, trust=trust))
@@ -312,7 +383,21 @@ def convert_checkpoint(src: str, dst: str, to: str, prefix: str = "", trust: boo
     ta, unknown = to_torchaudio(sd, kind=kind)
     if unknown:
         raise CheckpointError(f"{src}: keys that map to nothing: {unknown[:20]}")
-    out = export_state_dict(ta, to, kind, prefix)
-    obj: Dict[str, Any] = {"model": out} if to == "fairseq" else out
-    serialization.save(obj, dst)
+    if like is not None:
+        obj = fill_like(read_checkpoint(like, trust=trust), export_state_dict(ta, to, kind), to, kind, like)
+    else:
+        out = export_state_dict(ta, to, kind, prefix)
+        obj = {"model": out} if to == "fairseq" else out
+        if to == "fairseq":
+            log.warning("%s: holds the upstream's tensors only, without the 'cfg' and the pre-training heads "
+                        "that fairseq's and WavLM's own loaders need; give the original checkpoint as `like` "
+                        "(--like) for a file that loads there", dst)
+    if dst.endswith(".safetensors"):
+        _save_safetensors(obj, dst, to)
+        return kind
+    try:
+        serialization.save(obj, dst, safe_globals=_fairseq_writable())
+    except TypeError as e:  # a template read with trust may hold pickled objects bljust does not write
+        raise CheckpointError(f"{like or src}: {e}; export without `like` (--like), or save the template "
+                              "with plain containers in place of its objects") from None
     return kind

@@ -119,26 +119,32 @@ def _inspect_pickle(path: str) -> tuple:
         return False, []
 
 
-def check_plain(obj: Any, where: str = "") -> None:
-    """Raises TypeError when `obj` holds anything a weights_only load would refuse."""
+def check_plain(obj: Any, where: str = "", safe_globals: Sequence[type] = ()) -> None:
+    """Raises TypeError when `obj` holds anything a weights_only load would refuse.
+    `safe_globals`: classes the reader allows too (see `load`); their attributes are checked."""
     if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes, torch.Tensor, torch.dtype,
                                        torch.device, torch.Size)):
         return
     if isinstance(obj, dict):
         for k, v in obj.items():
-            check_plain(k, f"{where}[key {k!r}]")
-            check_plain(v, f"{where}.{k}" if isinstance(k, str) else f"{where}[{k!r}]")
+            check_plain(k, f"{where}[key {k!r}]", safe_globals)
+            check_plain(v, f"{where}.{k}" if isinstance(k, str) else f"{where}[{k!r}]", safe_globals)
         return
     if type(obj) in (list, tuple, set, frozenset):
         for i, v in enumerate(obj):
-            check_plain(v, f"{where}[{i}]")
+            check_plain(v, f"{where}[{i}]", safe_globals)
+        return
+    if safe_globals and type(obj) in tuple(safe_globals):
+        for k, v in getattr(obj, "__dict__", {}).items():
+            check_plain(v, f"{where}.{k}", safe_globals)
         return
     raise TypeError(f"{where or 'object'}: a {type(obj).__module__}.{type(obj).__name__} cannot be saved "
                     "(only tensors, plain containers, numbers and strings load with weights_only=True)")
 
 
-def save(obj: Any, path: str, keep_previous: str | None = None) -> None:
-    """Writes `obj` to `path` atomically (temporary file, fsync, rename).
+def save(obj: Any, path: str, keep_previous: str | None = None, safe_globals: Sequence[type] = ()) -> None:
+    """Writes `obj` to `path` atomically (temporary file, fsync, rename). It must load with
+    `load(path, safe_globals)`: plain containers, tensors and instances of `safe_globals`.
 
     keep_previous: a path the current `path` is moved to first, so that the last two
     versions exist (a later reader falls back to it when `path` is damaged). A failed
@@ -147,7 +153,7 @@ def save(obj: Any, path: str, keep_previous: str | None = None) -> None:
     """
     from bljust.utils.fileio import atomic_write
 
-    check_plain(obj, os.path.basename(path))
+    check_plain(obj, os.path.basename(path), safe_globals)
     try:
         with atomic_write(path + ".partial", "wb", encoding=None) as f:
             torch.save(obj, f)

@@ -236,3 +236,98 @@ def test_convert_library_call_and_a_bad_file(tmp_path, capfd):
     assert convert_bin.main([str(bad), str(tmp_path / "o.pt"), "--to", "fairseq"]) == 1
     err = capfd.readouterr().err
     assert "bad.pt" in err and "Traceback" not in err and not (tmp_path / "o.pt").exists()
+
+
+def test_export_like_the_original_keeps_its_config_heads_and_spelling(tmp_path, capfd):
+    """A fairseq file with 'cfg' and the pre-training heads (fairseq and WavLM's code load strictly)
+    or a Hugging Face *ForCTC file: only the upstream's tensors change."""
+    orig, tuned = make("hubert", 9), make("hubert", 10)  # tuned: what LASER made of orig
+    up_path = tmp_path / "upstream.pth"
+    torch.save({"model": tuned.model.state_dict()}, up_path)
+    heads = {"label_embs_concat": torch.randn(7, 4), "final_proj.weight": torch.randn(4, D),
+             "final_proj.bias": torch.randn(4), "mask_emb": torch.randn(D)}
+    fs = dict(conv.export_state_dict(orig.model.state_dict(), "fairseq", "hubert"), **heads)
+    meta = {"args": argparse.Namespace(arch="hubert", label_rate=50), "cfg": {"model": {"_name": "hubert"}},
+            "extra_state": {"num_updates": np.int64(3), "best": np.float64(1.5)}}
+    torch.save(dict(meta, model=fs), tmp_path / "orig.pt")
+    assert convert_bin.main([str(up_path), str(tmp_path / "plain.pt"), "--to", "fairseq"]) == 0
+    assert "--like" in capfd.readouterr().err  # a plain fairseq export says what it lacks
+    assert convert_bin.main([str(up_path), str(tmp_path / "out.pt"), "--to", "fairseq",
+                             "--like", str(tmp_path / "orig.pt")]) == 0
+    out = conv.read_checkpoint(str(tmp_path / "out.pt"))
+    assert vars(out["args"]) == vars(meta["args"]) and out["cfg"] == meta["cfg"]
+    assert out["extra_state"] == meta["extra_state"] and sorted(out["model"]) == sorted(fs)
+    for k, v in heads.items():
+        assert torch.equal(out["model"][k], v), k
+    want = conv.export_state_dict(tuned.model.state_dict(), "fairseq", "hubert")
+    for k, v in want.items():
+        assert torch.equal(out["model"][k], v), k
+    back = Upstream.from_checkpoint(str(tmp_path / "out.pt"), arch=tiny("hubert")).eval()
+    x, lens = wavs()
+    with torch.no_grad():
+        assert torch.equal(back(x, lens)[0][-1], tuned(x, lens)[0][-1])
+
+    # Hugging Face HubertForCTC with newer transformers' weight-norm names
+    hf = conv.export_state_dict(orig.model.state_dict(), "huggingface", "hubert", prefix="hubert.")
+    hf = {k.replace("conv.weight_g", "conv.parametrizations.weight.original0")
+          .replace("conv.weight_v", "conv.parametrizations.weight.original1"): v for k, v in hf.items()}
+    hf.update({"lm_head.weight": torch.randn(5, D), "lm_head.bias": torch.randn(5)})
+    torch.save(hf, tmp_path / "pytorch_model.bin")
+    conv.convert_checkpoint(str(up_path), str(tmp_path / "hf_out.bin"), "huggingface",
+                            like=str(tmp_path / "pytorch_model.bin"))
+    got = torch.load(tmp_path / "hf_out.bin", weights_only=True)
+    assert sorted(got) == sorted(hf) and torch.equal(got["lm_head.bias"], hf["lm_head.bias"])
+    assert torch.equal(got["hubert.encoder.pos_conv_embed.conv.parametrizations.weight.original1"],
+                       tuned.model.encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original1)
+
+
+def test_export_like_refuses_a_template_that_is_not_the_original(tmp_path, capfd):
+    up = make("hubert", 11)
+    up_path = tmp_path / "upstream.pth"
+    torch.save({"model": up.model.state_dict()}, up_path)
+    fs = conv.export_state_dict(up.model.state_dict(), "fairseq", "hubert")
+    bad = {"wavlm.pt": conv.export_state_dict(make("wavlm", 11).model.state_dict(), "fairseq", "wavlm"),
+           "short.pt": {k: v for k, v in fs.items() if k != "encoder.layers.1.fc2.bias"},
+           "other_shape.pt": dict(fs, **{"encoder.layers.1.fc2.bias": torch.zeros(D + 1)}),
+           "extra.pt": dict(fs, **{"encoder.layers.1.adapter.weight": torch.zeros(2)}),
+           "hf.pt": conv.export_state_dict(up.model.state_dict(), "huggingface", "hubert")}
+    why = {"wavlm.pt": "wavlm checkpoint", "short.pt": "lacks 1", "other_shape.pt": "has shape (33,)",
+           "extra.pt": "adapter.weight is not part", "hf.pt": "huggingface layout"}
+    for name, sd in bad.items():
+        torch.save({"model": sd}, tmp_path / name)
+        out = tmp_path / f"out_{name}"
+        assert convert_bin.main([str(up_path), str(out), "--to", "fairseq", "--like", str(tmp_path / name)]) == 1
+        err = capfd.readouterr().err
+        assert name in err and why[name] in err and "Traceback" not in err, err
+        assert not out.exists()
+    # a template trusted to unpickle a config object: bljust writes only what loads without code
+    torch.save({"cfg": ConfigObject(), "model": fs}, tmp_path / "objects.pt")
+    out = tmp_path / "out_objects.pt"
+    assert convert_bin.main([str(up_path), str(out), "--to", "fairseq", "--like", str(tmp_path / "objects.pt"),
+                             "--trust_checkpoint"]) == 1
+    err = capfd.readouterr().err
+    assert "objects.pt" in err and "ConfigObject cannot be saved" in err and not out.exists(), err
+
+
+def test_export_to_safetensors(tmp_path, capfd):
+    """Hugging Face's model.safetensors (WavLM's q, k, v are views of torchaudio's stacked tensor),
+    with the metadata transformers requires; a fairseq layout does not fit in one."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    up = make("wavlm", 12)
+    torch.save({"model": up.model.state_dict()}, tmp_path / "upstream.pth")
+    d = tmp_path / "hf"
+    assert convert_bin.main([str(tmp_path / "upstream.pth"), str(d / "model.safetensors"), "--to", "huggingface"]) == 0
+    got = load_file(str(d / "model.safetensors"))
+    with safe_open(str(d / "model.safetensors"), "pt") as f:
+        assert f.metadata() == {"format": "pt"}
+    want = conv.export_state_dict(up.model.state_dict(), "huggingface", "wavlm")
+    assert sorted(got) == sorted(want) and all(torch.equal(got[k], want[k]) for k in want)
+    back = Upstream.from_checkpoint(str(d), arch=tiny("wavlm")).eval()
+    x, lens = wavs()
+    with torch.no_grad():
+        assert torch.equal(back(x, lens)[0][-1], up(x, lens)[0][-1])
+    assert convert_bin.main([str(tmp_path / "upstream.pth"), str(tmp_path / "f.safetensors"), "--to", "fairseq"]) == 1
+    err = capfd.readouterr().err
+    assert "f.safetensors" in err and "tensors only" in err and not (tmp_path / "f.safetensors").exists()
