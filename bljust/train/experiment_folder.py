@@ -14,7 +14,7 @@ import re
 from typing import Any, Dict, List, Sequence
 
 from bljust.train.checkpoint import has_checkpoint
-from bljust.train.config import ConfigError, defaults
+from bljust.train.config import ConfigError, defaults, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +133,16 @@ def start_over(out: str) -> None:
             gone.append(name)
     logger.warning("--resume false: starting over in %s (removed %d files of the earlier run: %s)", out, len(gone),
                    ", ".join(gone[:8]) + (" ..." if len(gone) > 8 else ""))
+
+
+def open_upstream_run(config: Dict[str, Any], data_key: str, same_keys: Sequence[str], kind: str) -> str:
+    """The start of an upstream method's run (SSFT, SUPERB, upstream pre-training): its data and
+    output folder are given, a folder of another run is refused (check_same_run), and the
+    resolved config is saved as output_dir/config.yaml. Returns output_dir."""
+    out = config["output_dir"]
+    if not out or not config[data_key]:
+        raise ValueError(f"{data_key} and output_dir are required")
+    os.makedirs(out, exist_ok=True)
+    check_same_run(out, config, same_keys, kind)
+    save_config(config, os.path.join(out, "config.yaml"))
+    return out

@@ -29,8 +29,7 @@ from bljust.features.fbank import Fbank, FbankOptions
 from bljust.losses.bestrq import BestRQLoss
 from bljust.losses.masking import span_mask, valid_mask
 from bljust.train.checkpoint import as_tuples
-from bljust.train.config import save_config
-from bljust.train.experiment_folder import check_same_run
+from bljust.train.experiment_folder import open_upstream_run
 from bljust.train.loop import LoopOptions, Method, TrainingLoop, setup_device
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.upstream_io import load_upstream, save_upstream
@@ -162,12 +161,7 @@ class PretrainMethod(Method):
 
 @typechecked
 def pretrain(conf: Dict[str, Any]) -> Dict[str, Any]:
-    out = conf["output_dir"]
-    if not out or not conf["train_data_dirs"]:
-        raise ValueError("train_data_dirs and output_dir are required")
-    os.makedirs(out, exist_ok=True)
-    check_same_run(out, conf, ("upstream", "fbank", "bestrq"), "pretrain")
-    save_config(conf, os.path.join(out, "config.yaml"))
+    out = open_upstream_run(conf, "train_data_dirs", ("upstream", "fbank", "bestrq"), "pretrain")
     loop = TrainingLoop(out, PretrainMethod(conf, setup_device(conf)), int(conf["seed"]))
     loop.run()
     return {"step": loop.step, "history": loop.rows("loss", "masked_acc")}

@@ -289,6 +289,29 @@ class TrainConfig:
     model_info: Optional[Dict[str, int]] = key(None, "written by training (input_dim, vocab_size); do not set")
 
 
+# ------------------------------------------------------------------ the upstream methods' shared keys
+def _loop_section(name: str, max_updates: int, grad_clip: float, log_interval: int,
+                  more: Tuple[Tuple[str, Any, Any], ...] = ()) -> type:
+    """The `trainer:` section of an upstream method: the training core's keys (defaults per
+    method) and the method's own."""
+    return _make(name, [
+        ("max_updates", int, key(max_updates, "optimiser updates: the schedule's length")),
+        ("grad_clip", float, key(grad_clip, "clip the gradient norm; 0: off")),
+        ("log_interval", int, key(log_interval, "updates between log lines")),
+        *more,
+        ("max_steps", int, key(0, "stop after this many updates (the schedule keeps max_updates; tests); 0: run all")),
+    ])
+
+
+@dataclass
+class UpstreamRunConfig:
+    """What every upstream method's top level has besides its sections."""
+    output_dir: Optional[str] = key(None, "experiment folder")
+    seed: int = key(0, "random seed")
+    ngpu: int = key(0, "GPUs (0 or 1)")
+    num_threads: int = key(0, "CPU threads; 0: the cores this process may use")
+
+
 # ------------------------------------------------------------------ bljust.bin.ssft (LASER fine-tuning)
 @dataclass
 class SSFTUpstreamConfig(UpstreamConfig):
@@ -296,16 +319,11 @@ class SSFTUpstreamConfig(UpstreamConfig):
     train_last: int = key(2, "train the last N transformer layers; the rest stays frozen")
 
 
-@dataclass
-class SSFTTrainerConfig:
-    max_updates: int = key(3600, "optimiser updates: the schedule's length")
-    accum_grad: int = key(8, "micro-steps per update")
-    batch_pairs: int = key(1, "utterance pairs per micro-step")
-    grad_clip: float = key(1.0, "clip the gradient norm; 0: off")
-    log_interval: int = key(10, "updates between log lines")
-    save_interval: int = key(100, "updates between checkpoints")
-    max_seconds: float = key(0.0, "random crop of longer utterances (CPU recipes); 0: whole utterances")
-    max_steps: int = key(0, "stop after this many updates (the schedule keeps max_updates; tests); 0: run all")
+SSFTTrainerConfig = _loop_section("SSFTTrainerConfig", 3600, 1.0, 10, (
+    ("accum_grad", int, key(8, "micro-steps per update")),
+    ("batch_pairs", int, key(1, "utterance pairs per micro-step")),
+    ("save_interval", int, key(100, "updates between checkpoints")),
+    ("max_seconds", float, key(0.0, "random crop of longer utterances (CPU recipes); 0: whole utterances"))))
 
 
 LaserLossConfig = _make("LaserLossConfig", _signature_fields(
@@ -317,13 +335,9 @@ PairsConfig = _make("PairsConfig", _signature_fields(
 
 
 @dataclass
-class SSFTConfig:
+class SSFTConfig(UpstreamRunConfig):
     """bljust.bin.ssft: LASER self-supervised fine-tuning of a HuBERT / WavLM upstream."""
     train_data_dir: Optional[str] = key(None, "audio data dir (wav.scp)")
-    output_dir: Optional[str] = key(None, "experiment folder")
-    seed: int = key(0, "random seed")
-    ngpu: int = key(0, "GPUs (0 or 1)")
-    num_threads: int = key(0, "CPU threads; 0: torch's default")
     upstream: SSFTUpstreamConfig = key(SSFTUpstreamConfig(), "the upstream to fine-tune")
     head_dim: int = key(256, "LASER head output dimension")
     loss: LaserLossConfig = key(LaserLossConfig(), "the LASER loss")  # type: ignore[valid-type]
@@ -348,28 +362,19 @@ class SuperbBatchingConfig:
     max_utt_samples: int = key(0, "drop training utterances longer than this; 0: no limit")
 
 
-@dataclass
-class SuperbTrainerConfig:
-    max_updates: int = key(200000, "optimiser updates: the schedule's length")
-    grad_clip: float = key(1.0, "clip the gradient norm; 0: off")
-    log_interval: int = key(100, "updates between log lines")
-    valid_interval: int = key(2000, "updates between validations")
-    max_steps: int = key(0, "stop after this many updates (the schedule keeps max_updates; tests); 0: run all")
-    cache_upstream: bool = key(False, "keep each utterance's frozen-upstream states in memory after the first "
-                                      "pass (small corpora)")
+SuperbTrainerConfig = _loop_section("SuperbTrainerConfig", 200000, 1.0, 100, (
+    ("valid_interval", int, key(2000, "updates between validations")),
+    ("cache_upstream", bool, key(False, "keep each utterance's frozen-upstream states in memory after the first "
+                                        "pass (small corpora)"))))
 
 
 @dataclass
-class SuperbConfig:
+class SuperbConfig(UpstreamRunConfig):
     """bljust.bin.train_superb: a SUPERB downstream (ASR or PR) on a frozen upstream."""
     SELECTOR: ClassVar[str] = "task"
     task: Literal["asr", "pr"] = key("asr", "asr: characters, BiLSTM-CTC; pr: phonemes (text.phn), linear CTC")
     train_data_dir: Optional[str] = key(None, "audio data dir (wav.scp, text or text.phn)")
     valid_data_dir: Optional[str] = key(None, "validation data dir")
-    output_dir: Optional[str] = key(None, "experiment folder")
-    seed: int = key(0, "random seed")
-    ngpu: int = key(0, "GPUs (0 or 1)")
-    num_threads: int = key(0, "CPU threads; 0: torch's default")
     upstream: UpstreamConfig = key(UpstreamConfig(), "the frozen upstream")
     model: SuperbModelConfig = key(SuperbModelConfig(), "the downstream")
     optim: OptimConfig = key(OptimConfig(name="adam", lr=1.0e-4), "optimiser")
@@ -395,13 +400,8 @@ class PretrainBatchingConfig:
     max_seconds: float = key(4.0, "random crop of longer utterances; 0: whole utterances")
 
 
-@dataclass
-class PretrainTrainerConfig:
-    max_updates: int = key(1000, "optimiser updates: the schedule's length")
-    grad_clip: float = key(5.0, "clip the gradient norm; 0: off")
-    log_interval: int = key(20, "updates between log lines")
-    save_interval: int = key(200, "updates between checkpoints")
-    max_steps: int = key(0, "stop after this many updates (the schedule keeps max_updates; tests); 0: run all")
+PretrainTrainerConfig = _loop_section("PretrainTrainerConfig", 1000, 5.0, 20, (
+    ("save_interval", int, key(200, "updates between checkpoints")),))
 
 
 FbankConfig = _make("FbankConfig", [
@@ -411,13 +411,9 @@ FbankConfig = _make("FbankConfig", [
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(UpstreamRunConfig):
     """bljust.bin.pretrain_upstream: HuBERT-style masked prediction with BEST-RQ targets."""
     train_data_dirs: List[str] = key([], "audio data dirs (a list, or one string of blank-separated dirs)")
-    output_dir: Optional[str] = key(None, "experiment folder")
-    seed: int = key(0, "random seed")
-    ngpu: int = key(0, "GPUs (0 or 1)")
-    num_threads: int = key(0, "CPU threads; 0: torch's default")
     upstream: UpstreamConfig = key(UpstreamConfig(), "the upstream to pre-train")
     fbank: FbankConfig = key(FbankConfig(), "the fbank the targets are computed from")
     bestrq: PretrainBestRQConfig = key(PretrainBestRQConfig(), "masking and targets")

@@ -28,8 +28,7 @@ from bljust.data.wav_dataset import WavDataset
 from bljust.losses.laser import LaserLoss
 from bljust.nets.upstream import LaserEncoder
 from bljust.train.checkpoint import as_tuples
-from bljust.train.config import save_config
-from bljust.train.experiment_folder import check_same_run
+from bljust.train.experiment_folder import open_upstream_run
 from bljust.train.loop import LoopOptions, Method, TrainingLoop, setup_device
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.upstream_io import load_upstream, save_upstream
@@ -179,12 +178,7 @@ class LaserMethod(Method):
 @typechecked
 def train_laser(conf: Dict[str, Any]) -> Dict[str, Any]:
     """Runs (or resumes) LASER fine-tuning; returns a summary (steps, last loss, paths)."""
-    out = conf["output_dir"]
-    if not out or not conf["train_data_dir"]:
-        raise ValueError("train_data_dir and output_dir are required")
-    os.makedirs(out, exist_ok=True)
-    check_same_run(out, conf, ("upstream", "head_dim", "loss", "pairs"), "ssft")
-    save_config(conf, os.path.join(out, "config.yaml"))
+    out = open_upstream_run(conf, "train_data_dir", ("upstream", "head_dim", "loss", "pairs"), "ssft")
     loop = TrainingLoop(out, LaserMethod(conf, setup_device(conf)), int(conf["seed"]))
     done = loop.run()
     hist = loop.rows("laser")

@@ -26,8 +26,8 @@ from bljust.text.token_list import read_token_list, write_token_list
 from bljust.text.units import units_to_text
 from bljust.train.base import edit_distance
 from bljust.train.checkpoint import save_atomic
-from bljust.train.config import save_config, yaml_load
-from bljust.train.experiment_folder import check_same_run
+from bljust.train.config import yaml_load
+from bljust.train.experiment_folder import open_upstream_run
 from bljust.train.loop import LoopOptions, Method, TrainingLoop, setup_device
 from bljust.train.schedulers import build_optimizer, build_scheduler
 from bljust.train.upstream_io import load_upstream
@@ -209,19 +209,15 @@ class SuperbMethod(Method):
 @typechecked
 def train_superb(conf: Dict[str, Any]) -> Dict[str, Any]:
     """Trains (or resumes) a SUPERB downstream; returns the last stats."""
-    out, task = conf["output_dir"], conf["task"]
+    task = conf["task"]
     if task not in UNIT:
         raise ValueError(f"task must be asr or pr, got {task!r}")
-    if not out or not conf["train_data_dir"]:
-        raise ValueError("train_data_dir and output_dir are required")
-    os.makedirs(out, exist_ok=True)
+    out = open_upstream_run(conf, "train_data_dir", ("task", "upstream", "model"), "superb")
     dev = setup_device(conf)
-    check_same_run(out, conf, ("task", "upstream", "model"), "superb")  # before anything in `out` changes
-    tok_path = os.path.join(out, "tokens.txt")
+    tok_path = os.path.join(out, "tokens.txt")  # the first run's, kept for every resume
     if not os.path.isfile(tok_path):
         write_token_list(build_token_list(conf["train_data_dir"], UNIT[task]), tok_path)
     tokens = read_token_list(tok_path)
-    save_config(conf, os.path.join(out, "config.yaml"))
     method = SuperbMethod(conf, dev, tokens, out)
     loop = TrainingLoop(out, method, int(conf["seed"]))
     loop.run()
