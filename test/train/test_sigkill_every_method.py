@@ -7,14 +7,10 @@ interrupted: the same layout (loop / method / rng), every tensor of the method's
 (parameters, optimiser moments, schedulers, data positions, random streams) equal, the same
 logged rows and rounds, and the same output model file.
 """
-import os
-import signal
-import time
-
 import pytest
 import torch
 
-from train_synth import make_data_dir, run_driver, tiny_config
+from train_synth import make_data_dir, run_and_kill, run_driver, tiny_config
 
 from bljust.train.config import load_config
 
@@ -88,14 +84,7 @@ def test_sigkill_resume_is_bit_exact(method, data, tmp_path, tiny_hubert):
     ref = run_driver(config(method, data, f"{tmp}/ref", tiny_hubert), tmp, "ref")
     killed_conf = config(method, data, f"{tmp}/killed", tiny_hubert)
     ckpt = f"{tmp}/killed/checkpoint.pth"
-    p = run_driver(killed_conf, tmp, "killed", pause=60)
-    deadline = time.time() + 180
-    while not os.path.exists(ckpt) and p.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert os.path.exists(ckpt), p.communicate()[0]
-    time.sleep(0.5)  # the checkpoint is written atomically: this only lets the sleep begin
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    run_and_kill(killed_conf, tmp, "killed", ckpt)
     mid = torch.load(ckpt, weights_only=True)["loop"]["step"]
     finish(ref)
     out = finish(run_driver(killed_conf, tmp, "killed"))

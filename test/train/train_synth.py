@@ -76,3 +76,19 @@ def run_driver(conf: dict, tmp: str, name: str, pause: float | None = None) -> s
     driver = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_driver.py")
     cmd = [sys.executable, driver, path] + ([str(pause)] if pause else [])
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run_and_kill(conf: dict, tmp: str, name: str, ckpt: str, timeout: float = 180) -> None:
+    """Starts train_driver.py on `conf` with a long sleep after each mid-run checkpoint and
+    SIGKILLs it once `ckpt` exists (during that sleep: the checkpoint is complete)."""
+    import signal
+    import time
+
+    p = run_driver(conf, tmp, name, pause=60)
+    deadline = time.time() + timeout
+    while not os.path.exists(ckpt) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(ckpt), p.communicate()[0]
+    time.sleep(0.5)  # written atomically: this only lets the sleep begin
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
