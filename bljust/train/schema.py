@@ -28,6 +28,7 @@ from bljust.losses.bestrq import BestRQLoss
 from bljust.losses.cpc import CPCLoss
 from bljust.losses.laser import LaserLoss
 from bljust.losses.laser_lower import LaserLowerLoss
+from bljust.nets.specaug import SpecAugment
 from bljust.nets.superb import SuperbModel
 from bljust.train.bilevel import GAMMA_SCHEDULES, PENALTY_REFS, PBGDConfig
 
@@ -47,14 +48,17 @@ def key(default: Any, help: str, only: Optional[Tuple[str, ...]] = None) -> Any:
 
 
 def _signature_fields(cls: type, skip: Tuple[str, ...], doc: str,
-                      only: Optional[Dict[str, Tuple[str, ...]]] = None) -> List[Tuple[str, Any, Any]]:
-    """(name, type, field) for the keyword arguments of cls.__init__: its defaults stay the only ones."""
+                      only: Optional[Dict[str, Tuple[str, ...]]] = None,
+                      helps: Optional[Dict[str, str]] = None) -> List[Tuple[str, Any, Any]]:
+    """(name, type, field) for the keyword arguments of cls.__init__: its defaults stay the only ones
+    (`helps`: what a key means, where "argument of <doc>" says too little)."""
     hints = typing.get_type_hints(cls.__init__)
     out = []
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or name in skip or p.default is inspect.Parameter.empty:
             continue
-        out.append((name, hints.get(name, Any), key(p.default, f"argument of {doc}", (only or {}).get(name))))
+        out.append((name, hints.get(name, Any), key(p.default, (helps or {}).get(name, f"argument of {doc}"),
+                                                     (only or {}).get(name))))
     return out
 
 
@@ -118,14 +122,13 @@ class EncoderConfig:
     conv_norm: Literal["layer_norm", "batch_norm"] = key("layer_norm", "normalisation in the convolution module")
 
 
-@dataclass
-class SpecAugConfig:
-    num_freq_masks: int = key(2, "frequency masks per utterance")
-    freq_mask_width: int = key(27, "widest frequency mask (bins)")
-    num_time_masks: int = key(2, "time masks per utterance")
-    time_mask_width: int = key(40, "widest time mask (frames)")
-    time_mask_ratio: float = key(0.05, "a time mask is also at most this fraction of the utterance")
-    time_warp: int = key(0, "time-warp window (frames); 0: off")
+SpecAugConfig = _make("SpecAugConfig", _signature_fields(SpecAugment, (), "SpecAugment", helps={
+    "num_freq_masks": "frequency masks per utterance",
+    "freq_mask_width": "widest frequency mask (bins)",
+    "num_time_masks": "time masks per utterance",
+    "time_mask_width": "widest time mask (frames)",
+    "time_mask_ratio": "a time mask is also at most this fraction of the utterance",
+    "time_warp": "time-warp window (frames); 0: off"}), "bljust.nets.specaug.SpecAugment's arguments")
 
 
 @dataclass
