@@ -12,7 +12,11 @@ direction ∇f + γ∇g. Phases (docs/bljust.md explains them and the settings):
 3. finetune, N3 steps: (θ, φ) ← opt_ft(∇f)
 
 The baselines are settings of the same class: supervised only (N1 = N2 = 0),
-PT+FT (N2 = 0), multitask (K = 0, constant γ, no normalisation).
+PT+FT (N2 = 0), multitask (K = 0, constant γ, no normalisation), and the schedule
+control (`lower_level=False`: K = 0 and γ = 0, so no g is ever evaluated; the joint
+phase is N2 plain f steps with opt_ul and its schedule, then N3 fine-tuning steps with
+opt_ft, whose schedule restarts: BL-JUST's supervised steps and learning-rate restarts
+without its lower level). A joint step with K = 0 and γ = 0 evaluates no g in any case.
 
 This module holds the update rules and nothing else: the caller supplies the two
 loss closures (each draws its own next batch), the optimisers, and the loop.
@@ -49,11 +53,19 @@ class PBGDConfig:
     normalize: bool = True           # scale the upper-level direction by min(1, 1/γ)
     reuse_lower_grad: bool = False   # upper level reuses the last lower-level ∇g (one g pass fewer)
     penalty_ref: str = "running_min"  # v̂ for the logged penalty g − v̂: running_min or shadow
+    lower_level: bool = True         # False: the schedule control (no explore phase, K = 0, γ = 0)
     grad_clip: float = 5.0
 
     def __post_init__(self) -> None:
         if min(self.n1, self.n2, self.n3, self.k) < 0:
             raise ValueError("n1, n2, n3 and k must be >= 0")
+        if not self.lower_level:
+            if self.k != 0 or self.gamma0 != 0 or self.gamma_max != 0:
+                raise ValueError("lower_level: false (the schedule control) needs k: 0, gamma0: 0 and gamma_max: 0, "
+                                 f"got k={self.k}, gamma0={self.gamma0}, gamma_max={self.gamma_max}")
+            # the explore phase has no supervised step: the control drops it and keeps the
+            # joint and fine-tune lengths, so its supervised steps are BL-JUST's
+            self.n1 = 0
         if self.gamma_schedule not in GAMMA_SCHEDULES:
             raise ValueError(f"gamma_schedule must be linear, constant or cosine, not {self.gamma_schedule!r}")
         if self.penalty_ref not in PENALTY_REFS:
@@ -208,6 +220,8 @@ class PBGD:
             return out
 
         gamma = gamma_at(self.cfg, t)
+        if self.cfg.k == 0 and gamma == 0:
+            return self._f_step(out, gamma)
         last_gg: Optional[List[torch.Tensor]] = None
         g_val: Optional[torch.Tensor] = None
         for _ in range(self.cfg.k):
@@ -242,6 +256,18 @@ class PBGD:
         cos = dot / (nf * ng) if nf > 0 and ng > 0 else 0.0
         out.update(stats, f=f_val, g=g_val, gamma=gamma, penalty=self._track(g_val),
                    grad_f=nf, grad_g=ng, cos_fg=cos)
+        return out
+
+    def _f_step(self, out: Dict[str, float], gamma: float) -> Dict[str, float]:
+        """A joint step with K = 0 and γ = 0: the penalised direction is ∇f alone, so g is
+        not evaluated (no unsupervised pass) and η is left alone; the step is opt_ul's."""
+        params = self.groups.theta + self.groups.phi
+        f, stats = self._eval_f()
+        gf = _grads(f, params)
+        grad_f = _norm(gf[:len(self.groups.theta)])
+        self._apply(self.opt_ul, params, gf, owned=True)
+        f_val, grad_f = torch.stack([f.detach().float(), grad_f]).tolist()
+        out.update(stats, f=f_val, gamma=gamma, grad_f=grad_f)
         return out
 
     # ------------------------------------------------------------------ resume

@@ -35,6 +35,18 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], conf: Dict[str, Any]) 
 def lr_lambda(conf: Dict[str, Any], total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak lr at optimiser step `s` (s counts from 0)."""
     conf = resolve_section(schema.SchedulerConfig, conf, "scheduler")
+    restarts = [float(x) for x in conf.get("restarts") or []]
+    if restarts:
+        if any(not 0 < x < 1 for x in restarts) or restarts != sorted(set(restarts)):
+            raise ValueError(f"scheduler.restarts must be increasing fractions in (0, 1), got {restarts}")
+        # warm restarts: the schedule runs again from its warm-up in each cycle, over that cycle's steps
+        bounds = sorted({0, *(int(round(x * total_steps)) for x in restarts), total_steps})
+        cycles = [(a, lr_lambda({**conf, "restarts": []}, b - a)) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+        def restarted(s: int) -> float:
+            start, fn = next((c for c in reversed(cycles) if s >= c[0]), cycles[0])
+            return fn(s - start)
+        return restarted
     name = conf["name"]
     warmup = max(1, int(conf.get("warmup_steps", 1)))
     if name in ("warmuplr", "noam"):

@@ -95,6 +95,9 @@ class SchedulerConfig:
     warmup_steps: int = key(25000, "optimiser steps of linear warm-up to the peak lr", _WARMUP)
     final_lr_ratio: float = key(0.0, "lr at the schedule's end, as a fraction of the peak",
                                 ("linear", "warmup_linear", "cosine", "warmup_cosine"))
+    restarts: List[float] = key([], "warm restarts: fractions of the schedule's steps (increasing, in (0, 1)) "
+                                    "where it starts again from its warm-up, each cycle as long as the "
+                                    "stretch up to the next restart (SGDR); []: none", _WARMUP)
 
 
 @dataclass
@@ -190,6 +193,8 @@ _PBGD_HELP = {
     "normalize": "scale the upper-level direction by min(1, 1/gamma)",
     "reuse_lower_grad": "the upper level reuses the last lower-level gradient of g (one encoder pass fewer)",
     "penalty_ref": "reference v-hat of the logged penalty g - v-hat: " + ", ".join(PENALTY_REFS),
+    "lower_level": "false: the schedule control (needs k 0, gamma0 0, gamma_max 0): no unsupervised loss is "
+                   "evaluated, the explore phase is dropped, joint steps are supervised steps of optim_ul",
 }
 _PBGD_CHOICES = {"gamma_schedule": GAMMA_SCHEDULES, "penalty_ref": PENALTY_REFS}
 

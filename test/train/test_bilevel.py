@@ -155,3 +155,40 @@ def test_a_non_finite_gradient_is_refused_and_leaves_the_parameters_alone():
     with pytest.raises(NonFiniteLoss):
         algo.step(0)
     assert torch.equal(m.theta.detach(), before)
+
+
+def test_the_schedule_control_evaluates_no_g_and_keeps_the_supervised_schedule():
+    cfg = PBGDConfig(n1=7, n2=10, n3=5, k=0, gamma0=0.0, gamma_max=0.0, lower_level=False, grad_clip=0)
+    assert (cfg.n1, cfg.total_steps) == (0, 15)  # no explore phase: it has no supervised step
+    m, algo = make(cfg)
+    calls = {"g": 0}
+    g = algo.g
+
+    def counted_g():
+        calls["g"] += 1
+        return g()
+    algo.g = counted_g
+    stepped = []
+    algo.on_step = stepped.append
+    eta = float(m.eta.detach())
+    for s in range(cfg.total_steps):
+        out = algo.step(s)
+        assert "g" not in out and "f" in out
+    assert calls["g"] == 0 and algo.passes == {"sup": 15, "unsup": 0}
+    assert float(m.eta.detach()) == eta  # the lower-level head is not touched
+    # joint steps are the upper-level optimiser's, then the fine-tuning one's (its schedule restarts)
+    assert stepped == [algo.opt_ul] * 10 + [algo.opt_ft] * 5
+    with pytest.raises(ValueError, match="lower_level: false"):
+        PBGDConfig(n2=10, k=1, gamma0=0.0, gamma_max=0.0, lower_level=False)
+    with pytest.raises(ValueError, match="lower_level: false"):
+        PBGDConfig(n2=10, k=0, gamma0=0.0, gamma_max=1.0, lower_level=False)
+
+
+def test_a_joint_step_with_no_lower_steps_and_zero_gamma_evaluates_no_g():
+    # multitask with gamma ramping from 0: only its first joint step has gamma 0
+    cfg = PBGDConfig(n2=3, k=0, gamma0=0.0, gamma_max=1.0, grad_clip=0)
+    _, algo = make(cfg)
+    algo.step(0)
+    assert algo.passes == {"sup": 1, "unsup": 0}
+    algo.step(1)
+    assert algo.passes == {"sup": 2, "unsup": 1}

@@ -28,3 +28,17 @@ def test_scheduler_drives_optimizer_and_unknown_names_fail():
         lr_lambda({"name": "exotic"}, 10)
     with pytest.raises(ValueError, match="optim.name: expected one of adam, adamw, sgd, got 'lion'"):
         build_optimizer([p], {"name": "lion"})
+
+
+@pytest.mark.parametrize("name", ["warmuplr", "cosine"])
+def test_warm_restarts_start_the_schedule_again(name):
+    f = lr_lambda({"name": name, "warmup_steps": 10, "restarts": [0.4]}, total_steps=100)
+    one = lr_lambda({"name": name, "warmup_steps": 10}, total_steps=40)
+    two = lr_lambda({"name": name, "warmup_steps": 10}, total_steps=60)
+    assert [f(s) for s in range(40)] == [one(s) for s in range(40)]
+    assert [f(s) for s in range(40, 100)] == [two(s) for s in range(60)]
+    assert f(39) < 0.8 and f(49) == pytest.approx(1.0)  # decayed, then back at the peak after a new warm-up
+    with pytest.raises(ValueError, match="restarts must be increasing fractions"):
+        lr_lambda({"name": name, "warmup_steps": 10, "restarts": [0.5, 0.3]}, 100)
+    with pytest.raises(ValueError, match="restarts"):
+        lr_lambda({"name": "constant", "restarts": [0.5]}, 100)
