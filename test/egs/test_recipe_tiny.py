@@ -98,22 +98,28 @@ def test_asking_for_a_stage_that_does_not_exist_fails_clearly(tiny_run):
     assert "do not exist" in p.stderr
 
 
+# run.sh's stage-9 defaults (seeds, sweep, topline, references, budget curve) switched off
+PLAIN_COMPARE = ["--compare_seeds", "1", "--compare_sweeps", "", "--compare_reference", "", "--compare_topline", "",
+                 "--compare_budget_scale", ""]
+
+
 def test_comparison_stage_writes_one_table(tiny_run):
     d, _ = tiny_run
     cfg = "conf/tuning/train_bljust_tiny.yaml"
     sweep = cfg + ":bilevel.gamma_max=0.3:bilevel.reuse_lower_grad=true"
-    run(d, *TINY, "--stage", "9", "--stop_stage", "9", "--compare_configs", f"{cfg} {sweep}", "--compare_passes", "40")
+    run(d, *TINY, "--stage", "9", "--stop_stage", "9", *PLAIN_COMPARE, "--compare_configs", f"{cfg} {sweep}",
+        "--compare_passes", "40")
     table = open(os.path.join(d, "exp", "compare", "RESULTS.md")).read()
     rows = [line for line in table.splitlines() if line.startswith("|BL-JUST")]
     assert len(rows) == 2, table
-    assert rows[0].startswith("|BL-JUST (BEST-RQ), tiny|")
-    assert rows[1].startswith("|BL-JUST (BEST-RQ), tiny [gamma_max=0.3, reuse_lower_grad=true]|")
+    assert rows[0].startswith("|BL-JUST (BEST-RQ), tiny|1|")
+    assert rows[1].startswith("|BL-JUST (BEST-RQ), tiny [gamma_max=0.3, reuse_lower_grad=true]|1|")
     for row in rows:
-        assert row.count("|") == 8  # method, dev WER, test WER, wall time, passes, steps, phases
+        assert row.count("|") == 9  # method, seeds, dev WER, test WER, wall time, passes, steps, phases
         total = int(re.search(r"(\d+) \+ (\d+) = (\d+)", row).group(3))
         assert abs(total - 40) <= 3  # the budget of encoder passes
-    # the sweep point trained with its overrides, in a folder of its own
-    exp = os.path.join(d, "exp", "compare", "p40", "train_bljust_tiny_gamma_max-0.3_reuse_lower_grad-true")
+    # the sweep point trained with its overrides, in a folder of its own (one run per seed)
+    exp = os.path.join(d, "exp", "compare", "p40", "train_bljust_tiny_gamma_max-0.3_reuse_lower_grad-true", "seed0")
     conf = open(os.path.join(exp, "config.yaml")).read()
     assert "gamma_max: 0.3" in conf and "reuse_lower_grad: true" in conf
     # reusing the lower level's gradient saves one unsupervised pass per joint step: more of them fit
@@ -123,12 +129,17 @@ def test_comparison_stage_writes_one_table(tiny_run):
 
 def test_comparison_stage_rejects_a_malformed_sweep_entry(tiny_run):
     d, _ = tiny_run
-    p = run(d, *TINY, "--stage", "9", "--stop_stage", "9",
+    p = run(d, *TINY, "--stage", "9", "--stop_stage", "9", *PLAIN_COMPARE,
             "--compare_configs", "conf/tuning/train_bljust_tiny.yaml:bilevel.k", check=False)
     assert p.returncode != 0
     assert "'bilevel.k' in --compare_configs entry" in p.stderr
-    p = run(d, *TINY, "--stage", "9", "--stop_stage", "9", "--compare_configs", "conf/nope.yaml", check=False)
+    p = run(d, *TINY, "--stage", "9", "--stop_stage", "9", *PLAIN_COMPARE, "--compare_configs", "conf/nope.yaml",
+            check=False)
     assert p.returncode != 0 and "conf/nope.yaml" in p.stderr and "does not exist" in p.stderr
+    for opt, bad in (("--compare_seeds", "0"), ("--compare_budget_scale", "1.5"), ("--compare_nj", "x")):
+        p = run(d, *TINY, "--stage", "9", "--stop_stage", "9", *PLAIN_COMPARE, opt, bad,
+                "--compare_configs", "conf/tuning/train_bljust_tiny.yaml", check=False)
+        assert p.returncode == 2 and f"{opt} must be" in p.stderr, p.stderr[-500:]
 
 
 def test_default_run_packs_both_models_and_transcribes_a_test_recording(tiny_run, tmp_path, monkeypatch):

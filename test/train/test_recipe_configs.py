@@ -122,3 +122,46 @@ def test_comparison_entries_of_each_recipe_load_with_their_overrides(recipe):
         overrides = [x for kv in kvs for x in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
         conf = load_config(os.path.join(d, path), overrides)
         assert conf["method"] == "bilevel", entry  # the comparison runs on the bilevel trainer
+
+
+def _entry_config(d, entry):
+    path, *kvs = entry.split(":")
+    assert os.path.isfile(os.path.join(d, path)), entry
+    overrides = [x for kv in kvs for x in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
+    return load_config(os.path.join(d, path), overrides)
+
+
+def test_every_stage9_entry_of_mini_synth_loads_sweeps_and_topline_included():
+    """run.sh's sweep files, references and topline are entries stage 9 can train."""
+    import re
+
+    d = os.path.join(ROOT, "egs", "mini_synth", "asr1")
+    text = open(os.path.join(d, "run.sh"), encoding="utf-8").read()
+    configs = re.search(r'--compare_configs\s+"([^"]+)"', text).group(1).split()
+    refs = re.search(r'--compare_reference\s+"([^"]+)"', text).group(1).split()
+    assert refs and set(refs) <= set(configs)
+    sweeps = re.search(r"--compare_sweeps\s+(\S+)", text).group(1).split()
+    points = [line.strip() for s in sweeps for line in open(os.path.join(d, s), encoding="utf-8")
+              if line.strip() and not line.startswith("#")]
+    assert len(points) >= 8  # at least as many as BL-JUST's recorded sweep
+    topline = re.search(r"--compare_topline\s+(\S+)", text).group(1)
+    for entry in configs + points + [topline]:
+        assert _entry_config(d, entry)["method"] == "bilevel", entry
+    # the sweep covers peak rate x schedule, a warm restart among them
+    assert {p.count("lr=") for p in points} == {0, 1} and any("restarts=" in p for p in points)
+
+
+@pytest.mark.parametrize("passes", [1200, 3600])
+def test_the_schedule_control_gets_bljusts_supervised_steps_and_no_unsupervised_one(passes):
+    from bljust.train.bilevel import PBGDConfig
+
+    d = os.path.join(ROOT, "egs", "mini_synth", "asr1")
+    pcfg = {}
+    for name in ("train_control_small.yaml", "train_bljust_bestrq_small.yaml", "train_bljust_cpc_small.yaml"):
+        bc = dict(_entry_config(d, f"conf/tuning/{name}")["bilevel"], budget_passes=passes)
+        known = set(PBGDConfig.__dataclass_fields__) - {"n1", "n2", "n3", "grad_clip"}
+        pcfg[name] = PBGDConfig(**{k: v for k, v in bc.items() if k in known}, **phase_steps(bc, 100, 1000))
+    ctl = pcfg.pop("train_control_small.yaml")
+    assert ctl.n1 == 0 and not ctl.lower_level
+    for bl in pcfg.values():
+        assert (ctl.n2, ctl.n3) == (bl.n2, bl.n3)  # sup passes: n2 + n3 for both (reuse step, K = 1)

@@ -15,7 +15,7 @@
 #   6  training                        exp/asr_<tag>
 #   7  decoding                        exp/asr_<tag>/decode_<inference_tag>/<set>
 #   8  scoring with sclite             .../score_{wer,cer,ter}/result.txt, exp/RESULTS.md
-#   9  comparison (optional)           exp/compare/p<passes>/<config>, exp/compare/RESULTS.md
+#   9  comparison (optional)           exp/compare/p<passes>/<row>/seed<N>, exp/compare/RESULTS.md
 #  10  packing (optional)              exp/asr_<tag>/packed/asr_<tag>.zip (bljust.bin.pack)
 #
 # A stage that is run again skips what is done. Stage 3's marker (dump/fbank/org/<set>/.done)
@@ -78,11 +78,21 @@ asr_args=               # extra options for bljust.bin.train, e.g. "--optim.lr 1
 asr_tag=                # experiment name when there is one config (default: the config's name)
 
 # Comparison (stage 9): the methods trained on the same split with the same number
-# of encoder forward/backward passes, decoded, scored, and tabulated
-compare_configs=        # e.g. "conf/tuning/train_suponly_small.yaml conf/tuning/train_bljust_cpc_small.yaml";
+# of encoder forward/backward passes, each with several seeds, decoded, scored, and
+# tabulated with mean ± std and sc_stats significance (docs/recipes.md, "Stage 9")
+compare_configs=        # rows, e.g. "conf/tuning/train_suponly_small.yaml conf/tuning/train_bljust_cpc_small.yaml";
                         # an entry may carry overrides, one sweep point each:
                         # "conf/tuning/train_bljust_cpc_small.yaml:bilevel.gamma_max=0.3:bilevel.k=2"
 compare_passes=3000     # encoder forward/backward passes each method may spend
+compare_seeds=1         # seeds per row (0 .. N-1: model init, data order, masking)
+compare_sweeps=         # files of sweep points (entries as above, one a line): each point is trained with
+                        # seed 0; the best by dev WER becomes a row "(tuned)", trained with every seed
+compare_reference=      # entries of compare_configs whose test hypotheses are tested (sc_stats MAPSSWE
+                        # and sign test) against every other row's, seed by seed
+compare_topline=        # a config entry trained on the labeled and the unlabeled set with the latter's
+                        # transcripts (data/<unlab_set>/text.unused): the topline row
+compare_budget_scale=   # e.g. 3: the tuned rows and the best reference again at 3x compare_passes
+compare_nj=1            # trainings at once (each with nproc / compare_nj threads); decoding stays one at a time
 
 # Decoding
 decode_method=beam      # greedy or beam
@@ -258,7 +268,8 @@ if stage_on 5; then
 fi
 
 train_one() {  # train_one <config> <exp dir> <stage> [extra options for bljust.bin.train...]
-  local cfg=$1 exp=$2 st=$3; shift 3
+  # (train_dir=<feature dir> train_one ...: train on another labeled set)
+  local cfg=$1 exp=$2 st=$3 train=${train_dir:-${data_feats}/${train_set_sp}}; shift 3
   log "training ${exp} with ${cfg} (ngpu=${ngpu}, num_nodes=${num_nodes})"
   write_replay "${exp}" "${st}"
   local unlab_opt=()
@@ -267,7 +278,7 @@ train_one() {  # train_one <config> <exp dir> <stage> [extra options for bljust.
   # shellcheck disable=SC2086
   utils/keep_log.sh "${exp}/train.log" ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" \
     ${python} -m bljust.bin.train --config "${cfg}" \
-      --train_data_dir "${data_feats}/${train_set_sp}" --valid_data_dir "${data_feats}/${valid_set}" \
+      --train_data_dir "${train}" --valid_data_dir "${data_feats}/${valid_set}" \
       "${unlab_opt[@]}" --token_dir "${token_dir}" --cmvn "${data_feats}/${train_set_sp}/cmvn.ark" \
       --output_dir "${exp}" --ngpu "${ngpu}" --num_nodes "${num_nodes}" ${asr_args} "$@"
 }
@@ -333,37 +344,66 @@ if stage_on 8; then
 fi
 
 if stage_on 9; then
-  [ -n "${compare_configs}" ] || { log "stage 9 needs --compare_configs"; exit 2; }
-  log "Stage 9: comparison at ${compare_passes} encoder passes each: ${compare_configs}"
-  tags=()
+  [ -n "${compare_configs}${compare_sweeps}" ] || { log "stage 9 needs --compare_configs (or --compare_sweeps)"; exit 2; }
+  [[ ${compare_seeds} =~ ^[1-9][0-9]*$ ]] || { log "--compare_seeds must be a number of seeds (>= 1), got '${compare_seeds}'"; exit 2; }
+  [[ ${compare_budget_scale} =~ ^([2-9]|[1-9][0-9]+)?$ ]] || {
+    log "--compare_budget_scale must be a whole factor >= 2, got '${compare_budget_scale}'"; exit 2; }
+  [[ ${compare_nj} =~ ^[1-9][0-9]*$ ]] || { log "--compare_nj must be >= 1, got '${compare_nj}'"; exit 2; }
+  seeds=$(seq 0 $((compare_seeds - 1)) | xargs)
+  cdir=${expdir}/compare
+  log "Stage 9: comparison at ${compare_passes} encoder passes each, seeds ${seeds}"
+  . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/compare.sh"  # compare_row, make_topline, tabulate
+  rows=() refs=() ref_rows=() sweeps=() winners=() topline_row= pending=()
+  for f in ${compare_sweeps}; do  # each sweep: its points with seed 0, then the best with every seed
+    [ -f "${f}" ] || { log "stage 9: sweep file ${f} does not exist"; exit 2; }
+    points=() lst=${cdir}/p${compare_passes}/sweep_$(basename "${f}" .txt).txt
+    mapfile -t entries < <(grep -v '^[[:space:]]*\(#\|$\)' "${f}")
+    [ ${#entries[@]} -gt 0 ] || { log "stage 9: sweep file ${f} lists no entry"; exit 2; }
+    log "sweep ${f}: ${#entries[@]} points, seed 0 each"
+    for entry in "${entries[@]}"; do compare_row "${entry}" "${compare_passes}" 0; points+=("${row}"); done
+    compare_finish
+    mkdir -p "$(dirname "${lst}")" && printf '%s\n' "${points[@]}" > "${lst}"
+    best=$(${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" --pick_best "${valid_set}" "${points[@]}")
+    for i in "${!points[@]}"; do [ "${points[i]}" = "${best}" ] && winner=${entries[i]}; done
+    log "sweep ${f}: chosen by ${valid_set} WER: ${winner}"
+    compare_row "${winner}" "${compare_passes}" ${seeds}
+    rows+=("${row}") sweeps+=(--sweep "${lst}") winners+=("${winner}")
+  done
   read -r -a entries <<< "${compare_configs}"  # split on blanks without glob expansion ([0.1,0.6,0.3])
   for entry in "${entries[@]}"; do
-    # an entry is a config, or a config with overrides (a sweep point):
-    #   conf/x.yaml:bilevel.gamma_max=0.3:bilevel.k=2
-    cfg=${entry%%:*} name=$(basename "${entry%%:*}" .yaml) variant= opts=()
-    [ -f "${cfg}" ] || { log "stage 9: ${cfg} (from --compare_configs entry '${entry}') does not exist"; exit 2; }
-    if [ "${entry}" != "${cfg}" ]; then
-      IFS=: read -r -a kvs <<< "${entry#*:}"
-      for kv in "${kvs[@]}"; do
-        if [[ ${kv} != ?*=?* ]]; then
-          log "stage 9: '${kv}' in --compare_configs entry '${entry}' is not key=value"; exit 2
-        fi
-        key=${kv%%=*} val=${kv#*=}
-        opts+=("--${key}" "${val}")
-        name+=_${key##*.}-$(printf '%s' "${val}" | tr -c 'A-Za-z0-9.-' '_')
-        variant+="${variant:+, }${key##*.}=${val}"
-      done
-      opts+=(--variant "${variant}")
-    fi
-    exp=${expdir}/compare/p${compare_passes}/${name}
-    train_one "${cfg}" "${exp}" 9 --bilevel.budget_passes "${compare_passes}" "${opts[@]}"
-    decode_one "${exp}" 9
-    score_one "${exp}"
-    tags+=("${exp}")
+    compare_row "${entry}" "${compare_passes}" ${seeds}
+    rows+=("${row}")
+    [[ " ${compare_reference} " == *" ${entry} "* ]] && refs+=("${entry}") && ref_rows+=(--reference "${row}")
   done
-  ${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" \
-    --out "${expdir}/compare/RESULTS.md" "${tags[@]}"
-  cat "${expdir}/compare/RESULTS.md"
+  for r in ${compare_reference}; do
+    [[ " ${refs[*]} " == *" ${r} "* ]] || { log "--compare_reference ${r} is not an entry of --compare_configs"; exit 2; }
+  done
+  if [ -n "${compare_topline}" ]; then
+    make_topline
+    train_dir=${data_feats}/${topline_set} row_prefix=topline_ compare_row "${compare_topline}" "${compare_passes}" ${seeds}
+    rows+=("${row}") topline_row=${row}
+  fi
+  compare_finish
+  tabulate "${compare_passes}" "${rows[@]}"
+  tables=("${cdir}/p${compare_passes}/RESULTS.md")
+  if [ -n "${compare_budget_scale}" ]; then
+    passes=$((compare_passes * compare_budget_scale)) brows=() ref_rows=() sweeps=() topline_row=
+    for w in "${winners[@]}"; do compare_row "${w}" "${passes}" ${seeds}; brows+=("${row}"); done
+    if [ ${#refs[@]} -gt 0 ]; then  # the best reference at the default budget, by dev WER
+      best_ref=$(${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" --pick_best "${valid_set}" \
+        $(for r in "${refs[@]}"; do compare_row_dir "${r}" "${compare_passes}"; done))
+      for r in "${refs[@]}"; do
+        [ "$(compare_row_dir "${r}" "${compare_passes}")" = "${best_ref}" ] || continue
+        compare_row "${r}" "${passes}" ${seeds}; brows+=("${row}") ref_rows=(--reference "${row}")
+      done
+    fi
+    [ ${#brows[@]} -gt 0 ] || { log "--compare_budget_scale needs --compare_sweeps or --compare_reference rows"; exit 2; }
+    compare_finish
+    tabulate "${passes}" "${brows[@]}"
+    tables+=("${cdir}/p${passes}/RESULTS.md")
+  fi
+  cat "${tables[@]}" > "${cdir}/RESULTS.md.tmp" && mv "${cdir}/RESULTS.md.tmp" "${cdir}/RESULTS.md"
+  cat "${cdir}/RESULTS.md"
 fi
 
 if stage_on 10; then
