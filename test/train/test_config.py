@@ -197,7 +197,7 @@ def test_variant_sections_hold_only_the_chosen_names_keys_with_library_defaults(
     sig = inspect.signature(BestRQLoss.__init__).parameters
     assert c["unsup"] == {"name": "bestrq", "codebook_size": 64, **{k: sig[k].default for k in (
         "codebook_dim", "mask_prob", "mask_span", "noise_std", "seed")}}
-    assert c["scheduler_ll"] == {"name": "warmuplr", "warmup_steps": 25000}
+    assert c["scheduler_ll"] == {"name": "warmuplr", "warmup_steps": 25000, "restarts": []}
     assert c["unlab_batching"] == {"batch_bins": 20000, "max_batch_size": 256}  # as batching
 
 
