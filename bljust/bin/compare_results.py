@@ -46,11 +46,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--title", default="Comparison at equal encoder passes")
     ap.add_argument("--pick_best", metavar="SET", default=None,
                     help="print the folder of the row with the lowest WER of its first seed on SET, and exit")
+    ap.add_argument("--pick_mean", action="store_true", help="--pick_best by the mean WER over the seeds")
     args = ap.parse_args(argv)
     setup_logging(1)
     try:
         if args.pick_best:
-            print(best_by([summarise_row(r, args.inference_tag) for r in args.rows], args.pick_best, True)["exp"])
+            print(best_by([summarise_row(r, args.inference_tag) for r in args.rows], args.pick_best,
+                          not args.pick_mean)["exp"])
             return 0
         if not args.out:
             ap.error("--out is required (or --pick_best)")

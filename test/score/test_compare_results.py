@@ -91,6 +91,8 @@ def test_a_sweep_is_chosen_on_the_dev_wer_of_its_first_seed(tmp_path, capsys):
     make_run(os.path.join(pts[1], "seed1"), 0.6, 1, variant="lr=0.1")
     assert main(["--pick_best", "dev", *pts]) == 0
     assert capsys.readouterr().out.strip() == pts[1]
+    assert main(["--pick_best", "dev", "--pick_mean", *pts]) == 0  # the best reference: by the mean
+    assert capsys.readouterr().out.strip() == pts[2]
     lst = tmp_path / "sweep.txt"
     lst.write_text("\n".join(pts) + "\n")
     out = tmp_path / "R.md"

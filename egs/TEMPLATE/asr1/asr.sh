@@ -389,8 +389,8 @@ if stage_on 9; then
   if [ -n "${compare_budget_scale}" ]; then
     passes=$((compare_passes * compare_budget_scale)) brows=() ref_rows=() sweeps=() topline_row=
     for w in "${winners[@]}"; do compare_row "${w}" "${passes}" ${seeds}; brows+=("${row}"); done
-    if [ ${#refs[@]} -gt 0 ]; then  # the best reference at the default budget, by dev WER
-      best_ref=$(${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" --pick_best "${valid_set}" \
+    if [ ${#refs[@]} -gt 0 ]; then  # the best reference at the default budget, by mean dev WER
+      best_ref=$(${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" --pick_best "${valid_set}" --pick_mean \
         $(for r in "${refs[@]}"; do compare_row_dir "${r}" "${compare_passes}"; done))
       for r in "${refs[@]}"; do
         [ "$(compare_row_dir "${r}" "${compare_passes}")" = "${best_ref}" ] || continue
