@@ -37,7 +37,7 @@ compare_row() {  # compare_row <entry> <passes> <seed>...: trains each seed (up 
     while [ "$(jobs -rp | wc -l)" -ge "${compare_nj}" ]; do wait -n || true; done
     mkdir -p "${exp}" && rm -f "${exp}/.stage9_rc"
     # the exit status goes to a file: a failed training fails the stage at compare_finish
-    ( set +e; ( train_one "${cfg}" "${exp}" 9 --bilevel.budget_passes "${passes}" --seed "${seed}" "${threads[@]}" \
+    ( set +e; ( set -e; train_one "${cfg}" "${exp}" 9 --bilevel.budget_passes "${passes}" --seed "${seed}" "${threads[@]}" \
         "${opts[@]}" ); echo $? > "${exp}/.stage9_rc" ) &
     pending+=("${exp}")
   done
