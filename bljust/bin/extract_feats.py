@@ -1,7 +1,7 @@
 """Kaldi-compatible fbank features for a data directory, as Kaldi ark/scp.
 
 One job (what `${cmd} JOB=1:${nj}` runs) writes <out_dir>/<name>.{ark,scp} (+ .done,
-.failed, .utt2num_frames):
+.failed, .utt2num_frames, and .cmvn: the global CMVN stats of its matrices):
   python -m bljust.bin.extract_feats --data_dir data/train/split4utt/JOB \
       --out_dir dump/fbank/train/data --name feats.JOB
 (or --ark A --scp S for explicit paths), or, without a split data dir, job J of N:
@@ -10,9 +10,11 @@ With --compress true the ark holds Kaldi compressed matrices; with --feats_type 
 ark is written (the audio is checked and its samples counted) and merge writes wav.scp
 (+ segments) and utt2num_samples instead of feats.scp.
 Then join the jobs into --dest (feats.scp, utt2num_frames, feat_dim, failed, feats_conf.yaml
-and the text/utt2spk/spk2utt of the utterances with features); every utterance of the data
-dir must have features or a recorded reason, and a set with no features or more than
---max_fail_ratio failed is an error that lists the reasons:
+and the text/utt2spk/spk2utt of the utterances with features), and sum the jobs' stats into
+<out_dir>/feats.cmvn (the global stats of feats.scp, with no second pass over the features:
+`compute_cmvn --stats` makes cmvn.ark of it). Every utterance of the data dir must have
+features or a recorded reason, and a set with no features or more than --max_fail_ratio
+failed is an error that lists the reasons:
   python -m bljust.bin.extract_feats --merge --data_dir data/train --out_dir dump/fbank/train/data \
       --nj 4 --dest dump/fbank/train
 """
@@ -29,7 +31,8 @@ import yaml
 
 from bljust.features.audio import utterance_ids
 from bljust.features.cmvn import CMVN_TYPES
-from bljust.features.extract import FEATS_CONF, FeatureError, extract_job, merge_jobs, split_ids, write_feats_conf
+from bljust.features.extract import (FEATS_CONF, JOB_STATS_SUM, FeatureError, extract_job, merge_jobs, split_ids,
+                                     write_feats_conf)
 from bljust.features.fbank import FbankOptions, default_options, mel_filter_warning
 from bljust.utils.fileio import FormatError
 from bljust.utils.lock import LockError, hold, hold_dir
@@ -105,7 +108,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             opts = _opts(args)
             with hold_dir(dest, "merging features"):
                 got = merge_jobs(args.data_dir, dest, [_job_scp(args.out_dir, j) for j in range(1, args.nj + 1)],
-                                 max_fail_ratio=args.max_fail_ratio)
+                                 max_fail_ratio=args.max_fail_ratio,
+                                 cmvn_out=os.path.join(args.out_dir, JOB_STATS_SUM))
                 # the record says what the jobs did (a raw folder's loader computes exactly this fbank),
                 # whatever options this merge was given
                 resample = args.resample

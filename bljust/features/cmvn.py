@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import kaldiio
 import numpy as np
@@ -56,6 +56,40 @@ def compute_stats(feats_scp: str, utt2spk: Optional[str] = None) -> Dict[str, np
         raise ValueError(f"{feats_scp} lists no features")
     log.info("accumulated CMVN stats over %d utterances, %d frames", n, int(sum(s[0, -1] for s in out.values())))
     return out
+
+
+def read_stats(path: str) -> np.ndarray:
+    """One 2 x (D+1) stats matrix (a bare matrix, as compute-cmvn-stats writes a global file, or a
+    one-entry ark), checked: a clear error naming the file instead of wrong statistics."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CMVN stats file not found: {path}")
+    try:
+        stats = kaldiio.load_mat(path)
+    except Exception:
+        try:
+            entries = list(kaldiio.load_ark(path))
+        except Exception as e:  # kaldiio raises assorted errors on a damaged file
+            raise ValueError(f"{path}: not a Kaldi stats matrix ({e})") from None
+        if len(entries) != 1:
+            raise ValueError(f"{path}: expected one global stats matrix, found {len(entries)}") from None
+        stats = entries[0][1]
+    stats = np.asarray(stats, dtype=np.float64)
+    if stats.ndim != 2 or stats.shape[0] != 2 or stats.shape[1] < 2:
+        raise ValueError(f"{path}: expected a 2 x (D+1) CMVN stats matrix, got shape {stats.shape}")
+    return stats
+
+
+def sum_stats(paths: List[str]) -> np.ndarray:
+    """Kaldi's sum-matrices for stats files of one feature dimension, in the order given."""
+    total = None
+    for path in paths:
+        stats = read_stats(path)
+        if total is not None and stats.shape != total.shape:
+            raise ValueError(f"{path}: stats of dimension {stats.shape[1] - 1}, the others have {total.shape[1] - 1}")
+        total = stats if total is None else total + stats
+    if total is None or total[0, -1] <= 0:
+        raise ValueError(f"{' '.join(paths)}: the stats count no frames")
+    return total
 
 
 def write_global(path: str, stats: np.ndarray) -> None:
@@ -111,19 +145,7 @@ def stats_to_mean_istd(stats: np.ndarray, std_floor: float = 1e-3) -> Tuple[np.n
 
 def read_global_cmvn(path: str, std_floor: float = 1e-3) -> Tuple[np.ndarray, np.ndarray]:
     """(mean, istd) as float32 vectors from a global stats file (a bare matrix or a one-entry ark)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"CMVN stats file not found: {path}")
-    try:
-        stats = kaldiio.load_mat(path)
-    except Exception:
-        entries = list(kaldiio.load_ark(path))
-        if len(entries) != 1:
-            raise ValueError(f"{path}: expected one global stats matrix, found {len(entries)}") from None
-        stats = entries[0][1]
-    stats = np.asarray(stats, dtype=np.float64)
-    if stats.ndim != 2 or stats.shape[0] != 2 or stats.shape[1] < 2:
-        raise ValueError(f"{path}: expected a 2 x (D+1) CMVN stats matrix, got shape {stats.shape}")
-    return stats_to_mean_istd(stats, std_floor)
+    return stats_to_mean_istd(read_stats(path), std_floor)
 
 
 def apply_cmvn(feats: np.ndarray, mean: np.ndarray, istd: np.ndarray) -> np.ndarray:

@@ -9,15 +9,19 @@ Three kinds of output (`feats_type`, ESPnet2's word for it):
                     fbank is computed when the audio is loaded (see bljust/data/dataset.py).
 
 A job writes `<ark>.tmp` and renames it when complete, then writes its scp, its list
-of failed utterances and, last, a done-marker that records a hash of its inputs and
-options. A re-run skips a job whose marker matches and redoes any other, so a job
-killed half-way never leaves an ark/scp that merge would trust.
+of failed utterances, the global CMVN statistics of the matrices it wrote (`<stem>.cmvn`,
+what Kaldi's compute-cmvn-stats gives for the job's scp) and, last, a done-marker that
+records a hash of its inputs and options. A re-run skips a job whose marker matches and
+redoes any other, so a job killed half-way never leaves an ark/scp that merge would trust.
+Merge sums the jobs' statistics into `feats.cmvn` beside them (Kaldi's sum-matrices), so
+that global CMVN needs no second pass over the features.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -31,6 +35,7 @@ import numpy as np
 from typeguard import typechecked
 
 from bljust.features.audio import iter_utterances, utterance_ids
+from bljust.features.cmvn import accumulate, read_stats, write_global
 from bljust.features.fbank import Fbank, FbankOptions, num_frames
 from bljust.utils.fileio import atomic_write, iter_table, write_table
 from bljust.utils.model_info import FEATS_CONF, feats_conf
@@ -45,6 +50,8 @@ FEATS_TYPES = ("fbank", "raw")
 # per-column 8-bit quantisation around the column's percentiles (kSpeechFeature) for
 # matrices of more than 8 rows, 16-bit for the rest.
 KALDI_AUTOMATIC_COMPRESSION = 1
+# The jobs' CMVN stats summed by merge, beside the jobs' files (feats.J.cmvn -> feats.cmvn).
+JOB_STATS_SUM = "feats.cmvn"
 
 
 class FeatureError(RuntimeError):
@@ -52,10 +59,10 @@ class FeatureError(RuntimeError):
 
 
 def job_paths(scp: str) -> Dict[str, str]:
-    """Side files of a job, named after its scp: .done, .failed, .utt2num_frames."""
+    """Side files of a job, named after its scp: .done, .failed, .utt2num_frames, .cmvn (its stats)."""
     stem = scp[:-4] if scp.endswith(".scp") else scp
     return {"done": stem + ".done", "failed": stem + ".failed", "utt2num_frames": stem + ".utt2num_frames",
-            "utt2num_samples": stem + ".utt2num_samples"}
+            "utt2num_samples": stem + ".utt2num_samples", "cmvn": stem + ".cmvn"}
 
 
 def _fingerprint(data_dir: str, opts: FbankOptions, fs: int, allow_resample: bool, only: Optional[Set[str]],
@@ -83,17 +90,22 @@ class _ArkWriter:
         self.f = open(self.tmp, "wb")
         self.scp: List[Tuple[str, str]] = []
 
-    def write(self, key: str, mat: np.ndarray) -> None:
+    def write(self, key: str, mat: np.ndarray) -> np.ndarray:
+        """Appends `mat` under `key`; returns the matrix as a reader of the ark will get it."""
         head = key.encode("utf-8") + b" "
         offset = self.f.tell() + len(head)
         self.scp.append((key, f"{self.ark}:{offset}"))
         if self.compress:
-            self.f.write(head)
-            kaldiio.matio.write_array(self.f, np.asarray(mat, dtype=np.float32), "<", KALDI_AUTOMATIC_COMPRESSION)
-            return
+            buf = io.BytesIO()
+            kaldiio.matio.write_array(buf, np.asarray(mat, dtype=np.float32), "<", KALDI_AUTOMATIC_COMPRESSION)
+            self.f.write(head + buf.getvalue())
+            buf.seek(0)  # decompressed exactly as kaldiio reads it back
+            return kaldiio.matio.read_matrix_or_vector(buf)
         rows, cols = mat.shape
+        mat = np.ascontiguousarray(mat, dtype="<f4")
         self.f.write(head + b"\0BFM \x04" + struct.pack("<i", rows) + b"\x04" + struct.pack("<i", cols))
-        self.f.write(np.ascontiguousarray(mat, dtype="<f4").data)
+        self.f.write(mat.data)
+        return mat
 
     def commit(self) -> None:
         # No fsync: the rename alone makes a killed job harmless, and forcing gigabytes of
@@ -117,7 +129,9 @@ def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] 
     read are skipped and listed with their reason in the job's .failed file, or raise
     FeatureError when `strict`. `compress` writes Kaldi compressed matrices; feats_type
     "raw" writes no ark and no scp, only the sample and frame counts of the readable
-    utterances (the fbank is computed at training time from the audio).
+    utterances (the fbank is computed at training time from the audio). A fbank job also
+    writes the global CMVN stats of its matrices, as stored (decompressed), to its .cmvn
+    file: with one job (and a sorted data dir) exactly the stats a pass over its scp gives.
     """
     opts = opts or FbankOptions(sample_rate=fs)
     if opts.sample_rate != fs:
@@ -133,28 +147,30 @@ def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] 
     if os.path.isfile(side["done"]) and (raw or (os.path.isfile(ark) and os.path.isfile(scp))):
         with open(side["done"], encoding="utf-8") as f:
             done = json.load(f)
-        if done.get("fingerprint") == fp:
+        if done.get("fingerprint") == fp and not (done.get("cmvn_stats") and not os.path.isfile(side["cmvn"])):
             log.info("%s: already done (%d utterances, %d failed); skipping", scp, done["num_utts"],
                      done["num_failed"])
             return done
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(side["done"])  # from here on this job is not done, whatever happens
+    for name in ("done", "cmvn"):  # from here on this job is not done, whatever happens
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(side[name])
     os.makedirs(os.path.dirname(os.path.abspath(ark)), exist_ok=True)
     fbank = Fbank(opts)
     writer = None if raw else _ArkWriter(ark, compress)
     failed: List[Tuple[str, str]] = []
     frames: Dict[str, int] = {}
     samples: Dict[str, int] = {}
+    stats: Optional[np.ndarray] = None
     batch: List[Tuple[str, np.ndarray]] = []
     batch_samples = 0
     audio_s = 0.0
     t0 = last_log = time.perf_counter()
 
     def flush() -> None:
-        nonlocal batch, batch_samples, last_log
+        nonlocal batch, batch_samples, last_log, stats
         feats = fbank.compute_many([w for _, w in batch], [k for k, _ in batch])
         for (key, _), mat in zip(batch, feats):
-            writer.write(key, mat)
+            stats = accumulate(stats, writer.write(key, mat))
             frames[key] = mat.shape[0]
         batch, batch_samples = [], 0
         if time.perf_counter() - last_log > 60:
@@ -193,12 +209,15 @@ def extract_job(data_dir: str, ark: str, scp: str, opts: Optional[FbankOptions] 
         write_table(side["utt2num_samples"], {k: str(v) for k, v in samples.items()})
     else:
         write_table(scp, writer.scp, sort=True)
+        if stats is not None:
+            write_global(side["cmvn"], stats)
     write_table(side["utt2num_frames"], {k: str(v) for k, v in frames.items()})
     write_table(side["failed"], failed)
     elapsed = time.perf_counter() - t0
     summary = {"fingerprint": fp, "num_utts": len(frames), "num_failed": len(failed), "feat_dim": opts.feat_dim,
                "audio_seconds": round(audio_s, 3), "feats_type": feats_type, "compress": compress,
-               "fs": fs, "resample": allow_resample, "fbank": dataclasses.asdict(opts)}
+               "fs": fs, "resample": allow_resample, "fbank": dataclasses.asdict(opts),
+               "cmvn_stats": stats is not None}
     with atomic_write(side["done"]) as f:
         json.dump(summary, f)
     log.info("%s: %d utterances (%s of audio) in %s, %.0fx real time; %d skipped (listed in %s)",
@@ -244,7 +263,7 @@ def split_ids(ids: List[str], job: int, nj: int) -> Set[str]:
 
 @typechecked
 def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool = True,
-               max_fail_ratio: float = 1.0) -> Dict:
+               max_fail_ratio: float = 1.0, cmvn_out: Optional[str] = None) -> Dict:
     """Joins job outputs into out_dir/{feats.scp, utt2num_frames, feat_dim, failed, feats_type}.
 
     With `copy_tables`, text, text.phn and utt2spk of `data_dir` are copied next to them,
@@ -257,28 +276,44 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
     `text` or `utt2spk` name but wav.scp (or segments) does not are failures too. A set
     with no features at all, or with more than `max_fail_ratio` of its utterances failed,
     raises FeatureError listing the reasons, and nothing is written.
+
+    With `cmvn_out`, the sum of the jobs' CMVN stats (the global stats of feats.scp) is
+    written there, once every job has checked in its stats; otherwise (jobs of an older
+    version, raw jobs) any earlier file of that name is removed.
     """
+    if cmvn_out:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(cmvn_out)  # a stale sum must never outlive the feats.scp it describes
     feats: Dict[str, str] = {}
     nframes: Dict[str, str] = {}
     nsamples: Dict[str, str] = {}
     failed: Dict[str, str] = {}
     kinds = set()
     done: Dict = {}
+    dones: List[Dict] = []
+    job_frames: List[int] = []
     for scp in scps:
         side = job_paths(scp)
         if not os.path.isfile(side["done"]):
             raise FeatureError(f"job output {scp} is incomplete (no {side['done']}); run the extraction again")
         with open(side["done"], encoding="utf-8") as f:
             done = json.load(f)
+        dones.append(done)
         done.setdefault("feats_type", "fbank")
         kinds.add(json.dumps([done.get(k) for k in ("feat_dim", "feats_type", "compress", "fs", "resample", "fbank")]))
         raw = done["feats_type"] == "raw"
         tables = [(side["utt2num_samples"], nsamples) if raw else (scp, feats), (side["utt2num_frames"], nframes)]
+        frames = 0
         for part, table in tables:
             for k, v, lineno in iter_table(part):
                 if k in table:
                     raise FeatureError(f"{part}:{lineno}: utterance '{k}' also appears in another job")
                 table[k] = v
+                if table is nframes:
+                    if not v.isdigit():
+                        raise FeatureError(f"{part}:{lineno}: '{v}' is not a frame count")
+                    frames += int(v)
+        job_frames.append(frames)
         for k, v, _ in iter_table(side["failed"]):
             failed[k] = v
     if len(kinds) > 1:
@@ -297,6 +332,7 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
         what = "no utterance has features" if not have else (
             f"{len(failed)} of {total} utterances failed, more than --max_fail_ratio {max_fail_ratio:g}")
         raise FeatureError(f"{data_dir}: {what}; nothing written. Reasons:\n" + describe_failures(failed))
+    stats = sum_job_stats(scps, dones, job_frames) if cmvn_out and not raw else None
     os.makedirs(out_dir, exist_ok=True)
     if raw:
         _write_raw_tables(data_dir, out_dir, set(nsamples))
@@ -310,6 +346,8 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
     write_feats_type(out_dir, done.get("feats_type", "fbank"))
     if copy_tables:
         _copy_tables(data_dir, out_dir, set(have))
+    if stats is not None:
+        write_global(cmvn_out, stats)
     if failed:
         log.warning("%d of %d utterances have no features; reasons in %s", len(failed), len(have) + len(failed),
                     os.path.join(out_dir, "failed"))
@@ -318,6 +356,31 @@ def merge_jobs(data_dir: str, out_dir: str, scps: List[str], copy_tables: bool =
     return {"num_utts": len(have), "num_failed": len(failed), "feats_type": done.get("feats_type", "fbank"),
             "compress": bool(done.get("compress", False)), "fbank": done.get("fbank"), "fs": done.get("fs"),
             "resample": done.get("resample")}
+
+
+def sum_job_stats(scps: List[str], dones: List[Dict], job_frames: List[int]) -> Optional[np.ndarray]:
+    """The sum of the jobs' CMVN stats (Kaldi's sum-matrices), each checked against its job's
+    frame count; None when a job predates them (a pass over feats.scp then computes them)."""
+    total = None
+    for scp, done, frames in zip(scps, dones, job_frames):
+        if "cmvn_stats" not in done:
+            return None
+        if not done["cmvn_stats"]:  # a job whose every utterance failed has no stats
+            if frames:
+                raise FeatureError(f"{job_paths(scp)['done']} says the job wrote no CMVN stats, but it has "
+                                   f"{frames} frames; run the extraction again")
+            continue
+        path = job_paths(scp)["cmvn"]
+        try:
+            stats = read_stats(path)
+        except (OSError, ValueError) as e:
+            raise FeatureError(f"{e}; run the extraction again") from None
+        if stats.shape != (2, int(done["feat_dim"]) + 1) or stats[0, -1] != frames:
+            what = f"{stats[0, -1]:.0f} frames" if stats.shape == (2, int(done["feat_dim"]) + 1) else f"shape {stats.shape}"
+            raise FeatureError(f"{path}: CMVN stats of {what} do not match the job ({frames} frames of "
+                               f"dimension {done['feat_dim']}); run the extraction again")
+        total = stats if total is None else total + stats
+    return total
 
 
 def write_feats_type(out_dir: str, kind: str) -> None:

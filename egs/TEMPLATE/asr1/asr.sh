@@ -233,6 +233,8 @@ if stage_on 3; then
   done
   if [ "${feats_type}" = raw ]; then  # the fbank of a sample of the training audio
     cmvn_in=(--data_dir "${data_feats}/org/${train_set_sp}" --num_utts "${cmvn_num_utts}")
+  elif [ "${cmvn_type}" = global ] && [ -f "${data_feats}/org/${train_set_sp}/data/feats.cmvn" ]; then
+    cmvn_in=(--stats "${data_feats}/org/${train_set_sp}/data/feats.cmvn")  # the jobs' stats, summed by the merge
   else
     cmvn_in=(--feats_scp "${data_feats}/org/${train_set_sp}/feats.scp")
   fi
