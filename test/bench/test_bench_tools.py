@@ -1,9 +1,11 @@
 """The loader and scale benchmarks: their corpus model, their FLOP formula, and that they run."""
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,3 +88,22 @@ def test_the_appetite_is_the_largest_measured_training_figure_of_ours(tmp_path, 
     assert bench_loader.measured_appetite()[0] is None
     monkeypatch.setattr(bench_loader, "RESULTS", str(tmp_path / "missing.md"))
     assert bench_loader.measured_appetite() == (None, "")
+
+
+def test_bench_jobs_splits_each_stage_into_start_extraction_and_tail():
+    out = run("bench_jobs.py", "--seconds", "30", "--repeat", "2", "--rounds", "1")
+    for nj in (1, 2):
+        line = next(x for x in out.splitlines() if x.startswith(f"  stage 3 --nj {nj}:"))
+        wall, start, extract, tail = (float(x) for x in re.findall(r"([\d.]+) s wall = start ([\d.]+) \+ extract "
+                                                                   r"([\d.]+) \+ tail ([\d.]+)", line)[0])
+        assert abs(start + extract + tail - wall) < 0.02 and min(start, extract, tail) > 0, line
+        assert len(line.split("(jobs' extraction: ")[1].split(", ")) == nj, line
+    assert "ceiling, run.pl JOB=1:N of a plain loop: N=1" in out and "load average" in out
+    assert out.strip().splitlines()[-1].startswith("speedup nj2/nj1: ")
+
+
+def test_bench_jobs_reads_humanfriendly_spans_and_log_times():
+    import bench_jobs
+    assert bench_jobs.seconds("1 minute and 3.25 seconds") == 63.25
+    assert bench_jobs.seconds("2 hours, 1 minute and 1 second") == 7261
+    assert bench_jobs.stamp("2026-11-28 07:56:31,956 (extract:204) INFO: x") % 1 == pytest.approx(0.956)
