@@ -13,14 +13,17 @@ the jobs), then, per N, the wall time and where it went, read from the logs' tim
            data split, run.pl, python and the import of torch in each job;
   extract  the jobs' own extraction time (read, fbank, write the ark, CMVN stats);
   tail     from the end of extraction to the end of the stage: the jobs' tables, merge,
-           the global CMVN and the stage marker.
+           the global CMVN and the stage marker;
+and the CPU time of all its processes, which is much less sensitive to other load than
+wall time: about the same for both N when the jobs do not get in each other's way
+(memory bandwidth, caches, the page cache), higher for N=2 when they do.
 Start and tail do not shrink with more jobs, so the speedup approaches the number of cores
 only when the extraction outweighs them: about 5000x real time per core here, which is
 why the default lists 900 s of audio 100 times (25 hours, 16 s of extraction on one core;
 a real corpus is larger still). The ceiling runs `run.pl JOB=1:N` of a plain Python loop
-with the same total work split N ways, in the same round: what the machine gives two
-jobs at that moment. The best round of each is reported. Last lines: `speedup nj2/nj1:
-X.XX` and the ceiling's.
+with the same total work (one job's extraction, at most 8 s) split N ways, in the same
+round: what the machine gives two jobs at that moment. The best round of each is
+reported. Last lines: the ceiling's ratio and `speedup nj2/nj1: X.XX`.
 On a machine busy with other login sessions, Linux's autogroup scheduling
 (/proc/sys/kernel/sched_autogroup_enabled) gives this session one share of the CPUs
 however many processes it runs: both the speedup and the ceiling then stay near 1.
@@ -31,6 +34,7 @@ import argparse
 import datetime
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -69,11 +73,13 @@ def stage3(recipe: str, nj: int) -> Tuple[float, Dict[str, float], List[float]]:
     os.sync()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("PYTHONPATH", None)  # path.sh puts the recipe's own bljust first
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     p = subprocess.run(["./asr.sh", "--train_set", "train", "--valid_set", "train", "--stage", "3",
                         "--stop_stage", "3", "--nj", str(nj)],
                        cwd=recipe, env=env, capture_output=True, text=True)
     t1 = time.time()
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         sys.exit(f"stage 3 with --nj {nj} failed:\n{p.stderr[-3000:]}")
     ends, spans = [], []
@@ -83,7 +89,8 @@ def stage3(recipe: str, nj: int) -> Tuple[float, Dict[str, float], List[float]]:
         ends.append(stamp(line))
         spans.append(seconds(re.search(r"of audio\) in ([^,]+), ", line).group(1)))
     last_start = max(e - s for e, s in zip(ends, spans))
-    parts = {"start": last_start - t0, "extract": max(ends) - last_start, "tail": t1 - max(ends)}
+    parts = {"start": last_start - t0, "extract": max(ends) - last_start, "tail": t1 - max(ends),
+             "cpu": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime}
     return t1 - t0, parts, spans
 
 
@@ -145,9 +152,9 @@ def main() -> int:
                 best[nj] = min(best[nj], wall)
                 print(f"  stage 3 --nj {nj}: {wall:6.2f} s wall = start {parts['start']:.2f} + extract "
                       f"{parts['extract']:.2f} + tail {parts['tail']:.2f} (jobs' extraction: "
-                      f"{', '.join(f'{s:.2f}' for s in spans)} s)", flush=True)
-                if nj == 1 and not iterations:  # the ceiling's work: as long as one job's extraction
-                    iterations = int(spans[0] * loop_rate())
+                      f"{', '.join(f'{s:.2f}' for s in spans)} s); {parts['cpu']:.2f} s of CPU", flush=True)
+                if nj == 1 and not iterations:  # the ceiling's work: one job's extraction, at most 8 s
+                    iterations = int(min(spans[0], 8.0) * loop_rate())
             if not args.no_ceiling:
                 walls = {nj: ceiling(recipe, nj, iterations) for nj in (1, 2)}
                 peer = {nj: min(peer[nj], walls[nj]) for nj in (1, 2)}
