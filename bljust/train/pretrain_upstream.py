@@ -32,7 +32,7 @@ from bljust.train.checkpoint import as_tuples
 from bljust.train.experiment_folder import open_upstream_run
 from bljust.train.loop import LoopOptions, Method, TrainingLoop, setup_device
 from bljust.train.schedulers import build_optimizer, build_scheduler
-from bljust.train.upstream_io import load_upstream, save_upstream
+from bljust.train.upstream_io import load_upstream, save_upstream, save_upstream_due
 from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,7 @@ class PretrainMethod(Method):
         torch.nn.utils.clip_grad_norm_(self.params, float(self.tr["grad_clip"]))
         self.opt.step()
         self.sched.step()
+        save_upstream_due(self.up, loop.out, loop.step + 1, int(self.tr["upstream_interval"]), self.total)
         return {"loss": float(res["loss"].detach()), "masked_acc": float(res["acc"]), "lr": self.sched.get_last_lr()[0],
                 "epoch": f"{self.data['epoch'] + 1}"}
 

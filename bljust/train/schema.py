@@ -331,6 +331,8 @@ SSFTTrainerConfig = _loop_section("SSFTTrainerConfig", 3600, 1.0, 10, (
     ("accum_grad", int, key(8, "micro-steps per update")),
     ("batch_pairs", int, key(1, "utterance pairs per micro-step")),
     ("save_interval", int, key(100, "updates between checkpoints")),
+    ("upstream_interval", int, key(0, "also write the upstream as upstream.<update>.pth every N updates (a curve "
+                                      "over fine-tuning); 0: only upstream.pth at the end")),
     ("max_seconds", float, key(0.0, "random crop of longer utterances (CPU recipes); 0: whole utterances"))))
 
 
@@ -409,7 +411,9 @@ class PretrainBatchingConfig:
 
 
 PretrainTrainerConfig = _loop_section("PretrainTrainerConfig", 1000, 5.0, 20, (
-    ("save_interval", int, key(200, "updates between checkpoints")),))
+    ("save_interval", int, key(200, "updates between checkpoints")),
+    ("upstream_interval", int, key(0, "also write the upstream as upstream.<update>.pth every N updates; 0: only "
+                                      "upstream.pth at the end")),))
 
 
 FbankConfig = _make("FbankConfig", [

@@ -9,7 +9,8 @@ the loop keeps: the trainable parameters (the frozen ones are rebuilt from the s
 checkpoint, or the same seed), optimiser, scheduler, the data position (epoch, index into
 that epoch's permutation) and the pair maker's and cropper's random streams, so a resumed
 run is bit-for-bit the uninterrupted one. The output, upstream.pth, is written at the end
-(bljust.train.upstream_io).
+(bljust.train.upstream_io); with trainer.upstream_interval N, also upstream.<update>.pth
+every N updates, for a curve of downstream results over fine-tuning.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from bljust.train.checkpoint import as_tuples
 from bljust.train.experiment_folder import open_upstream_run
 from bljust.train.loop import LoopOptions, Method, TrainingLoop, setup_device
 from bljust.train.schedulers import build_optimizer, build_scheduler
-from bljust.train.upstream_io import load_upstream, save_upstream
+from bljust.train.upstream_io import load_upstream, save_upstream, save_upstream_due
 from bljust.utils.plot import save_curves
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,8 @@ class LaserMethod(Method):
         if step % max(1, int(self.tr["log_interval"])) == 0 or step == self.total:
             _log_diagnostics(step, self.diag, loop.events, self.crit, k, z.detach(), zl,
                              float(div.detach().mean()), float(reg.detach().mean()))
+        save_upstream_due(self.model.upstream, loop.out, step, int(self.tr["upstream_interval"]), self.total,
+                          self._head_extra())
         return {"laser": upd_loss, "grad_norm": float(gnorm), "lr": self.sched.get_last_lr()[0]}
 
     def plot(self, loop: TrainingLoop) -> None:
@@ -167,10 +170,12 @@ class LaserMethod(Method):
                         {name: [(row["step"], row[name]) for row in self.diag] for name in DIAG_CURVES},
                         "LASER diagnostics (collapse: cos_far -> 1, erank -> 1)", "update", "value")
 
+    def _head_extra(self) -> Dict[str, Any]:
+        return {"laser_head": {k: v.detach().cpu() for k, v in self.model.head.state_dict().items()}}
+
     def finish(self, loop: TrainingLoop, done: bool) -> None:
         if done:
-            save_upstream(self.model.upstream, os.path.join(loop.out, "upstream.pth"),
-                          {"laser_head": {k: v.detach().cpu() for k, v in self.model.head.state_dict().items()}})
+            save_upstream(self.model.upstream, os.path.join(loop.out, "upstream.pth"), self._head_extra())
         log.info("%s at update %d/%d: %s", "finished" if done else "stopped (trainer.max_steps)", loop.step,
                  self.total, os.path.join(loop.out, "upstream.pth") if done else loop.checkpoint_path)
 

@@ -51,6 +51,17 @@ def save_upstream(up: Upstream, path: str, extra: Optional[Dict[str, Any]] = Non
     save_atomic(obj, path)
 
 
+def save_upstream_due(up: Upstream, out: str, step: int, interval: int, total: int,
+                      extra: Optional[Dict[str, Any]] = None) -> Optional[str]:
+    """After update `step`: writes out/upstream.<step>.pth when `interval` > 0 divides it and
+    it is not the last update (upstream.pth is that one); returns the path written or None."""
+    if interval <= 0 or step % interval or step >= total:
+        return None
+    path = os.path.join(out, f"upstream.{step}.pth")
+    save_upstream(up, path, extra)
+    return path
+
+
 def _plain(x: Any) -> Any:
     """Tuples to lists so that the config loads with weights_only=True and dumps as YAML."""
     if isinstance(x, dict):

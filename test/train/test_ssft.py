@@ -60,6 +60,29 @@ def test_resume_is_bit_exact_and_output_loads(tmp_path, tiny_hubert, wav_data_di
     assert isinstance(up, Upstream) and up.num_layers == 3
 
 
+def test_upstream_is_kept_every_interval_across_a_resume(tmp_path, tiny_hubert, wav_data_dir):
+    """trainer.upstream_interval N: upstream.<update>.pth after every N-th update but the last
+    (that one is upstream.pth), holding the upstream and head as they were after that update."""
+    from bljust.train.checkpoint import load_checkpoint
+
+    data = wav_data_dir(str(tmp_path))
+    out = tmp_path / "k"
+    over = {"trainer.upstream_interval": 2, "trainer.max_updates": 4}
+    run(conf_for(tiny_hubert, data, str(out), **over, **{"trainer.max_steps": 2}))
+    ck, _ = load_checkpoint(str(out), required=("method",))
+    kept = torch.load(out / "upstream.2.pth", weights_only=True)
+    names, values = ck["method"]["trainable_names"], ck["method"]["trainable"]
+    assert any(n.startswith("head.") for n in names) and any(n.startswith("upstream.") for n in names)
+    for n, v in zip(names, values):
+        got = kept["model"][n[len("upstream.model."):]] if n.startswith("upstream.") else kept["laser_head"][n[5:]]
+        assert torch.equal(got, v), n
+    assert run(conf_for(tiny_hubert, data, str(out), **over))["done"]  # resumed to the end
+    assert sorted(f for f in os.listdir(out) if f.startswith("upstream")) == ["upstream.2.pth", "upstream.pth"]
+    final = torch.load(out / "upstream.pth", weights_only=True)["model"]
+    assert any(not torch.equal(final[k], kept["model"][k]) for k in final)
+    assert load_upstream(str(out / "upstream.2.pth")).num_layers == 3  # loads like any upstream
+
+
 def test_loss_decreases_with_training(tmp_path, tiny_hubert, wav_data_dir):
     data = wav_data_dir(str(tmp_path))
     res = run(conf_for(tiny_hubert, data, str(tmp_path / "o"), **{"trainer.max_updates": 8, "optim.lr": 3e-3,
@@ -122,10 +145,17 @@ def test_pretrain_resumes_exactly_and_feeds_laser(tmp_path, tiny_hubert, wav_dat
         c["upstream"]["arch"] = tiny_hubert
         return c
 
-    full = pretrain(conf(str(tmp_path / "a")))
-    pretrain(conf(str(tmp_path / "b"), **{"trainer.max_steps": 1}))
-    rest = pretrain(conf(str(tmp_path / "b")))
+    keep = {"trainer.upstream_interval": 1}  # upstream.<update>.pth besides upstream.pth, the same after a resume
+    full = pretrain(conf(str(tmp_path / "a"), **keep))
+    pretrain(conf(str(tmp_path / "b"), **{"trainer.max_steps": 1}, **keep))
+    rest = pretrain(conf(str(tmp_path / "b"), **keep))
     assert rest["history"] == full["history"] and all(np.isfinite(h[1]) for h in full["history"])
+    kept = ["upstream.1.pth", "upstream.2.pth", "upstream.pth"]
+    for d in ("a", "b"):
+        assert sorted(f for f in os.listdir(tmp_path / d) if f.startswith("upstream")) == kept
+    (a1, a2), (b1, b2) = ([torch.load(tmp_path / d / f, weights_only=True)["model"] for f in kept[:2]] for d in "ab")
+    assert all(torch.equal(a1[k], b1[k]) and torch.equal(a2[k], b2[k]) for k in a1)
+    assert any(not torch.equal(a1[k], a2[k]) for k in a1)
     tb = read_scalars(str(tmp_path / "b"))  # the resumed run's curve joins the first one's
     assert [s for s, _ in tb["train/masked_acc"]] == [h[0] for h in full["history"]]
     c = conf_for(tiny_hubert, data, str(tmp_path / "laser"), **{"trainer.max_updates": 1})

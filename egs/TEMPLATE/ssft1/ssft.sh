@@ -8,7 +8,7 @@
 #   1  data preparation                         local/data.sh -> data/<set>
 #   2  upstream pre-training (when no           exp/<pretrain config name>/upstream.pth
 #      --upstream_ckpt is given; small HuBERT-style masked prediction)
-#   3  SUPERB evaluation before LASER           exp/superb_before_{asr,pr}/decode_*/<set>
+#   3  SUPERB evaluation before LASER           exp/superb_<before_tag>_{asr,pr}/decode_*/<set>
 #   4  LASER fine-tuning                        exp/<ssft config name>/upstream.pth
 #   5  SUPERB evaluation after LASER            exp/superb_<after_tag>_{asr,pr}/decode_*/<set>
 #   6  before/after table                       exp/RESULTS.md
@@ -49,6 +49,7 @@ pretrain_args=          # extra options for bljust.bin.pretrain_upstream
 ssft_config=            # stage 4 YAML (conf/ssft_hubert.yaml, conf/ssft_wavlm.yaml)
 ssft_args=              # extra options for bljust.bin.ssft, e.g. "--trainer.max_updates 100"
 ssft_tag=               # default: the config's name
+before_tag=before       # row name of the upstream before LASER in RESULTS.md (exp/superb_<before_tag>_<task>)
 after_tag=after         # row name of the fine-tuned upstream in RESULTS.md (exp/superb_<after_tag>_<task>)
 
 # SUPERB
@@ -185,7 +186,7 @@ fi
 
 if stage_on 3; then
   log "Stage 3: SUPERB ${superb_tasks} with the upstream before LASER (${upstream_ckpt})"
-  superb_eval before "${upstream_ckpt}" 3 "${arch_opt[@]}" "${trust_opt[@]}"
+  superb_eval "${before_tag}" "${upstream_ckpt}" 3 "${arch_opt[@]}" "${trust_opt[@]}"
 fi
 
 if stage_on 4; then
