@@ -67,3 +67,42 @@ def test_librispeech_recipe_parses_and_reaches_the_driver(tmp_path):
     assert "Stage 6" in p.stderr and os.path.isfile(os.path.join(d, "exp", "RESULTS.md"))
     p = run(d, "--stage", "3", "--stop_stage", "3", "--upstream_ckpt", "missing.pt", check=False)
     assert p.returncode != 0 and "missing.pt" in p.stderr
+
+
+
+def test_laser_study_runs_every_part_at_tiny_size(tmp_path):
+    """laser_study.sh end to end at CI size (its own tiny corpus and configs): pre-training
+    keeping upstreams, one LASER setting keeping upstreams, the PR probe on every point with
+    two seeds, the tables; a rerun skips the probes already scored."""
+    d = make_recipe_copy(tmp_path / "study")
+    os.symlink(os.path.join(EGS, "mini_synth", "ssft1", "laser_study.sh"), os.path.join(d, "laser_study.sh"))
+    pre = tmp_path / "pretrain_study_tiny.yaml"
+    pre.write_text(open(os.path.join(d, "conf", "pretrain_tiny.yaml")).read().replace(
+        "save_interval: 100}", "save_interval: 100, upstream_interval: 5}"))
+    las = tmp_path / "ssft_study_tiny.yaml"
+    las.write_text(open(os.path.join(d, "conf", "ssft_tiny.yaml")).read().replace(
+        "save_interval: 50,", "save_interval: 50, upstream_interval: 2,"))
+    args = ["--local_data_opts", "--nj 1 --tiny true", "--pretrain_config", str(pre), "--settings", str(las),
+            "--seeds", "1 2", "--points", "2", "--pretrain_points", "5", "--superb_pr_config",
+            "conf/superb_pr_tiny.yaml", "--superb_args", "--trainer.valid_interval 10"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def study(*more, check=True):
+        p = subprocess.run(["./laser_study.sh", *args, *more], cwd=d, capture_output=True, text=True, env=env,
+                           timeout=900)
+        assert not check or p.returncode == 0, p.stderr[-6000:]
+        return p
+
+    study()
+    table = open(os.path.join(d, "exp", "laser_study", "RESULTS.md")).read()
+    assert re.search(r"\| before LASER \| 1,2 \| [\d.]+ / [\d.]+ \| [\d.]+ ± [\d.]+ \| - \|", table), table
+    assert re.search(r"\| tiny \(lr 0.0002, last 2 layers, 6 updates\) \| 1,2 \| .* \| [+-][\d.]+% \|", table), table
+    curve = table[table.index("## PR curve over LASER fine-tuning: tiny"):]
+    for u in (0, 2, 6):
+        assert re.search(rf"^\| {u} \| [\d.]+ \| [\d.]+ \|", curve, re.M), (u, curve)
+    assert re.search(r"^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", curve, re.M), curve  # diagnostics
+    assert re.search(r"^\| 5 \| [\d.]+ \| [\d.]+ \|", table, re.M), table  # the pre-training curve
+    p = study("--stage", "4", "--stop_stage", "4")
+    assert p.stderr.count("done before") == 6 and "training" not in p.stderr, p.stderr[-3000:]
+    p = study("--settings", "nosuch", check=False)
+    assert p.returncode == 2 and "conf/ssft_study_nosuch.yaml not found" in p.stderr

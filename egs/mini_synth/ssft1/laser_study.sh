@@ -29,6 +29,7 @@ stage=1
 stop_stage=5
 expdir=exp/laser_study
 num_threads=1                     # torch threads of every job
+local_data_opts="--nj 1"          # options of local/data.sh (stage 1)
 settings="recipe lr2e-5 last1"    # conf/ssft_study_<setting>.yaml, or YAML paths (setting: the file's name)
 points="15 30"                    # LASER updates probed besides 0 and the last (first seed only)
 pretrain_points="300 1500"        # pre-training updates probed besides the last (first seed only)
@@ -67,7 +68,7 @@ last_update() { python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[
 
 if stage_on 1; then
   log "Stage 1: data"
-  "${ssft[@]}" --stage 1 --stop_stage 1 --local_data_opts "--nj 1"
+  "${ssft[@]}" --stage 1 --stop_stage 1 --local_data_opts "${local_data_opts}"
 fi
 
 if stage_on 2; then

@@ -4,6 +4,8 @@
 # again, and tabulate before/after in exp/RESULTS.md. About 25 minutes on 2 CPU cores.
 # `./run.sh --tiny true` runs every stage at CI size in a few minutes. Any option of
 # ssft.sh may follow, e.g. --stage 4 or --upstream_ckpt path/to/hubert_base.pt.
+# ./laser_study.sh is the longer study (docs/laser.md): the PR probe along pre-training and
+# along LASER fine-tuning in three settings, with 3 downstream seeds; results in RESULTS.md.
 set -euo pipefail
 
 tiny=false
