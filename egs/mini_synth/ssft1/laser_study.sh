@@ -18,8 +18,8 @@
 # A probe is exp/laser_study/superb_<point>_s<seed>_pr, <point> = pre<update> (pre-training),
 # laser0 (the pre-trained upstream LASER starts from) or <setting>_u<update>.
 # A rerun skips the probes already scored; every training resumes from its checkpoint
-# (and ends at once when it is done); --stage/--stop_stage pick stages. About 75 minutes
-# on one thread of a shared 2-core CPU (RESULTS.md has the measured wall times).
+# (and ends at once when it is done); --stage/--stop_stage pick stages. About an hour on
+# one thread of a shared 2-core CPU (RESULTS.md has the measured wall times and results).
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (laser_study.sh:${BASH_LINENO[0]}) $*" >&2; }
