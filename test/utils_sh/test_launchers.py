@@ -316,13 +316,20 @@ def _alive(pid: int) -> bool:
         return f.read().split(")")[-1].split()[0] != "Z"
 
 
+def _default_signals() -> None:
+    """As from a terminal: a suite started under nohup or with `&` passes SIGHUP / SIGINT as
+    ignored, and bash cannot trap a signal that was ignored when it started."""
+    for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def _start_recipe_like(tmp_path: Path, job: str, env: dict | None = None):
     """A run.sh stand-in in its own session calling run.pl; returns (process, pids of the jobs' payload)."""
     script = tmp_path / "runner.sh"
     script.write_text(f"#!/usr/bin/env bash\n{UTILS / 'run.pl'} JOB=1:2 log/x.JOB.log {job}\necho after\n")
     script.chmod(0o755)
     proc = subprocess.Popen([str(script)], cwd=tmp_path, start_new_session=True, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         pids = [int(p.read_text()) for p in tmp_path.glob("pid.*") if p.read_text().strip()]
