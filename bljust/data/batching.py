@@ -135,3 +135,25 @@ class BucketBatchSampler:
 
     def __len__(self) -> int:
         return len(self.batches) - self.start
+
+
+class BucketCursor:
+    """Endless length-bucketed epochs of bucket_batches (reshuffled with seed + epoch). The
+    position {"epoch", "batch"} is the caller's (checkpointed) state; an epoch's batches are
+    computed once, not at every step."""
+
+    def __init__(self, lengths: Sequence[int], max_samples: int, max_batch: int, seed: int) -> None:
+        self.lengths, self.max_samples, self.max_batch, self.seed = lengths, int(max_samples), int(max_batch), int(seed)
+        self._epoch, self._batches = -1, []
+
+    def next(self, pos: dict) -> List[int]:
+        """The batch at `pos` (indices into lengths); advances pos in place."""
+        while True:
+            if self._epoch != pos["epoch"]:
+                self._epoch = pos["epoch"]
+                self._batches = bucket_batches(self.lengths, self.max_samples, self.max_batch, seed=self.seed + self._epoch)
+            if pos["batch"] < len(self._batches):
+                break
+            pos["epoch"], pos["batch"] = pos["epoch"] + 1, 0
+        pos["batch"] += 1
+        return self._batches[pos["batch"] - 1]

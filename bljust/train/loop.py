@@ -24,6 +24,7 @@ The checkpoint layout, for every method:
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import math
@@ -92,25 +93,29 @@ class LoopOptions:
     unit: str = "step"                # what a step is called in the log ("update" for upstream training)
 
 
-class Method:
-    """What a training method provides. Only the first four are required; the rest have
-    defaults that do nothing. No __init__: a method builds itself as it likes."""
+class Method(abc.ABC):
+    """What a training method provides. The four abstract hooks are required (a method without
+    one cannot be built); the rest have defaults that do nothing. No __init__: a method builds
+    itself as it likes."""
 
     name = "training"
 
+    @abc.abstractmethod
     def state_dict(self) -> Dict[str, Any]:
-        raise NotImplementedError
+        """Everything the next step depends on besides the global RNGs (weights_only-loadable)."""
 
+    @abc.abstractmethod
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Takes back what state_dict gave."""
 
+    @abc.abstractmethod
     def options(self) -> LoopOptions:
-        raise NotImplementedError
+        """How the loop runs this method (schedule length, intervals, keep-best)."""
 
+    @abc.abstractmethod
     def train_step(self, loop: "TrainingLoop") -> Optional[Dict[str, Any]]:
         """One optimiser step; its scalars (numbers are averaged over the log interval, strings
         shown as they are), or None when the update was skipped."""
-        raise NotImplementedError
 
     def round_due(self, step: int) -> bool:
         """After `step` steps: end of an epoch or validation round? (A method that validates

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from typeguard import typechecked
 
-from bljust.data.batching import bucket_batches, pad_list
+from bljust.data.batching import BucketCursor, pad_list
 from bljust.data.wav_dataset import WavDataset
 from bljust.features.fbank import Fbank, FbankOptions
 from bljust.losses.bestrq import BestRQLoss
@@ -101,6 +101,7 @@ class PretrainMethod(Method):
         self.sched = build_scheduler(self.opt, conf["scheduler"], self.total)
         self.crop_rng = random.Random(self.seed + 1)
         self.data = {"epoch": 0, "batch": 0}
+        self.cursor = BucketCursor(self.lengths, self.bt["max_samples"], self.bt["max_batch"], self.seed)
         self.model.train()
 
     def options(self) -> LoopOptions:
@@ -120,22 +121,14 @@ class PretrainMethod(Method):
         self.crop_rng.setstate(as_tuples(st["crop_rng"]))
 
     def _next_batch(self) -> List[torch.Tensor]:
-        d = self.data
-        while True:
-            batches = bucket_batches(self.lengths, int(self.bt["max_samples"]), int(self.bt["max_batch"]),
-                                     seed=self.seed + d["epoch"])
-            if d["batch"] < len(batches):
-                break
-            d["epoch"], d["batch"] = d["epoch"] + 1, 0
         wavs = []
-        for j in batches[d["batch"]]:
+        for j in self.cursor.next(self.data):
             s, i = self.items[j]
             w = s.load(i)
             if self.max_len and w.numel() > self.max_len:
                 b = self.crop_rng.randrange(w.numel() - self.max_len + 1)
                 w = w[b: b + self.max_len]
             wavs.append(w)
-        d["batch"] += 1
         return wavs
 
     def train_step(self, loop: TrainingLoop) -> Optional[Dict[str, Any]]:

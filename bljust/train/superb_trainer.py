@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from typeguard import typechecked
 
-from bljust.data.batching import bucket_batches, pad_list
+from bljust.data.batching import BucketCursor, bucket_batches, pad_list
 from bljust.data.wav_dataset import WavDataset, build_token_list, collate
 from bljust.decode.ctc import ctc_decode
 from bljust.nets.model_file import model_state
@@ -134,6 +134,7 @@ class SuperbMethod(Method):
         self.total = int(self.tr["max_updates"])
         self.sched = build_scheduler(self.opt, conf["scheduler"], self.total)
         self.data: Dict[str, Any] = {"epoch": 0, "batch": 0, "best": None}
+        self.cursor = BucketCursor(self.ds.lengths, self.bt["max_samples"], self.bt["max_batch"], self.seed)
         self.model.train()
 
     def options(self) -> LoopOptions:
@@ -152,14 +153,7 @@ class SuperbMethod(Method):
 
     def train_step(self, loop: TrainingLoop) -> Optional[Dict[str, Any]]:
         d = self.data
-        while True:
-            batches = bucket_batches(self.ds.lengths, int(self.bt["max_samples"]), int(self.bt["max_batch"]),
-                                     seed=self.seed + d["epoch"])
-            if d["batch"] < len(batches):
-                break
-            d["epoch"], d["batch"] = d["epoch"] + 1, 0
-        idx = batches[d["batch"]]
-        d["batch"] += 1
+        idx = self.cursor.next(d)
         dev = self.dev
         if self.cache is not None:
             ys, y_lens = collate_targets([self.ds.targets[i] for i in idx])

@@ -46,6 +46,7 @@ class SupervisedMethod(ASRMethod):
         self.sched = build_scheduler(self.opt, config["scheduler"], self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" and device.type == "cuda" else None
         self.clip = float(self.tc.get("grad_clip", 0) or 0)
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self.sums = {"loss": 0.0, "utts": 0}  # the current epoch's training loss
         self.ddp: Optional[DDP] = None
         self._it: Optional[Iterator[Dict[str, Any]]] = None
@@ -99,8 +100,7 @@ class SupervisedMethod(ASRMethod):
         epoch, first, n = self._where(loop.step)
         if self.ddp is None and self.dist.enabled:  # after a resume has loaded the weights
             self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        net, ws = self.ddp or self.model, self.dist.world_size
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        net, ws, params = self.ddp or self.model, self.dist.world_size, self.params
         bad, frames, loss_sum, utts = False, 0, 0.0, 0
         for j in range(n):
             b = self._next(epoch, first + j)
