@@ -4,15 +4,16 @@ the upstream along pre-training and along LASER fine-tuning, with several downst
     python -m bljust.bin.laser_study --expdir exp/laser_study [--pretrain_dir DIR --pretrain_last N] [--out F]
 
 It reads, under --expdir:
-  superb_<point>_s<seed>_pr/   a probe: checkpoint.pth (validation rounds, layer weights, wall
+  superb_<point>_s<seed>_pr/   a PR probe: checkpoint.pth (validation rounds, layer weights, wall
                                time) and decode_*/<set>/score_wer/result.txt (sclite: the PER);
                                <point> is pre<update>, laser0 (the upstream LASER starts from)
                                or <setting>_u<update>
+  superb_<point>_s<seed>_asr/  an ASR probe, the same files (the WER)
   laser_<setting>/             a LASER run: checkpoint.pth (diagnostics, wall time), config.yaml
 and writes markdown: the pre-training cost and PR, before/after LASER with mean ± std over
 seeds, layer weights and whether each downstream converged (its last validation PERs within
 --flat points of each other and of its best), the PR curve over fine-tuning with the LASER
-diagnostics logged at that update.
+diagnostics logged at that update, and the ASR probe's WER before and after where it ran.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from bljust.utils import cli
 from bljust.utils.fileio import atomic_write
 from bljust.utils.log import setup_logging
 
-PROBE = re.compile(r"superb_(.+)_s(\d+)_pr$")
+PROBE = re.compile(r"superb_(.+)_s(\d+)_(pr|asr)$")
 DIAGS = ("sdtw_div", "idm", "cos_near", "cos_far", "var", "erank", "diag_dev_id", "diag_dev_pair")
 
 
@@ -60,12 +61,12 @@ def read_probe(d: str, flat: float) -> Dict[str, Any]:
             "wall": float(ck["loop"].get("wall", 0.0))}
 
 
-def read_probes(expdir: str, flat: float) -> Dict[str, Dict[int, Dict[str, Any]]]:
-    """{point: {seed: probe}} of every finished probe under expdir."""
+def read_probes(expdir: str, flat: float, task: str = "pr") -> Dict[str, Dict[int, Dict[str, Any]]]:
+    """{point: {seed: probe}} of every finished probe of `task` (pr or asr) under expdir."""
     out: Dict[str, Dict[int, Dict[str, Any]]] = {}
-    for d in sorted(glob.glob(os.path.join(expdir, "superb_*_s*_pr"))):
+    for d in sorted(glob.glob(os.path.join(expdir, f"superb_*_s*_{task}"))):
         m = PROBE.search(os.path.basename(d))
-        if m and os.path.isfile(os.path.join(d, "checkpoint.pth")):
+        if m and m.group(3) == task and os.path.isfile(os.path.join(d, "checkpoint.pth")):
             out.setdefault(m.group(1), {})[int(m.group(2))] = read_probe(d, flat)
     return out
 
@@ -95,6 +96,31 @@ def _test_set(probes: Dict[str, Dict[int, Dict[str, Any]]]) -> str:
 
 def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min"
+
+
+def before_after(probes: Dict[str, Dict[int, Dict[str, Any]]], lasers: Dict[str, Dict[str, Any]], x: str,
+                 metric: str, flat: float) -> List[str]:
+    """The before/after table of one probe task: each upstream's error rate per seed, mean ± std,
+    relative change, best dev error, layer weights and convergence."""
+    finals = [("laser0", "before LASER")] + [(f"{s}_u{v['max_updates']}", f"{s} (lr {v['lr']:g}, last {v['train_last']} "
+                                              f"layers, {v['max_updates']} updates)") for s, v in lasers.items()]
+    base = [r["per"][x] for r in probes.get("laser0", {}).values() if x in r["per"]]
+    L = [f"| upstream | seeds | {metric} {x} per seed (%) | {metric} {x} mean ± std | relative to before "
+         f"| best dev error mean ± std | layer weights (mean; input, layer 1..) | dev curve flat at the end |",
+         "|---|---|---|---|---|---|---|---|"]
+    for p, name in finals:
+        runs = probes.get(p, {})
+        per = [runs[s]["per"][x] for s in sorted(runs) if x in runs[s]["per"]]
+        if not per:
+            continue
+        rel = f"{100 * (mean_std(base)[0] - mean_std(per)[0]) / mean_std(base)[0]:+.1f}%" if base and p != "laser0" else "-"
+        w = [sum(c) / len(runs) for c in zip(*(r["weights"] for r in runs.values()))]
+        flat_n = sum(r["converged"] for r in runs.values())
+        L.append(f"| {name} | {','.join(map(str, sorted(runs)))} | {' / '.join(f'{v:.1f}' for v in per)} | {_pm(per)} "
+                 f"| {rel} | {_pm([r['best_valid'] for r in runs.values()])} | {' '.join(f'{v:.2f}' for v in w)} "
+                 f"| {flat_n}/{len(runs)} |")
+    return L + ["", "Relative: (before − after) / before, positive = better. Flat: the last two validation error rates "
+                f"within {flat:g} points of each other and of the best.", ""]
 
 
 def summarize(expdir: str, pretrain_dir: Optional[str] = None, pretrain_last: Optional[int] = None,
@@ -127,25 +153,11 @@ def summarize(expdir: str, pretrain_dir: Optional[str] = None, pretrain_last: Op
     # ---- before / after, every seed
     lasers = {os.path.basename(d)[len("laser_"):]: read_laser(d)
               for d in sorted(glob.glob(os.path.join(expdir, "laser_*"))) if os.path.isfile(os.path.join(d, "checkpoint.pth"))}
-    finals = [("laser0", "before LASER")] + [(f"{s}_u{v['max_updates']}", f"{s} (lr {v['lr']:g}, last {v['train_last']} "
-                                              f"layers, {v['max_updates']} updates)") for s, v in lasers.items()]
-    base = [r["per"][x] for r in probes.get("laser0", {}).values() if x in r["per"]]
-    L += ["## Before / after LASER (PR probe, every seed)", "",
-          f"| upstream | seeds | PER {x} per seed (%) | PER {x} mean ± std | relative to before | best dev PER mean ± std "
-          "| layer weights (mean; input, layer 1..) | dev curve flat at the end |", "|---|---|---|---|---|---|---|---|"]
-    for p, name in finals:
-        runs = probes.get(p, {})
-        per = [runs[s]["per"][x] for s in sorted(runs) if x in runs[s]["per"]]
-        if not per:
-            continue
-        rel = f"{100 * (mean_std(base)[0] - mean_std(per)[0]) / mean_std(base)[0]:+.1f}%" if base and p != "laser0" else "-"
-        w = [sum(c) / len(runs) for c in zip(*(r["weights"] for r in runs.values()))]
-        flat_n = sum(r["converged"] for r in runs.values())
-        L.append(f"| {name} | {','.join(map(str, sorted(runs)))} | {' / '.join(f'{v:.1f}' for v in per)} | {_pm(per)} "
-                 f"| {rel} | {_pm([r['best_valid'] for r in runs.values()])} | {' '.join(f'{v:.2f}' for v in w)} "
-                 f"| {flat_n}/{len(runs)} |")
-    L += ["", "Relative: (before − after) / before, positive = better. Flat: the last two validation PERs within "
-          f"{flat:g} points of each other and of the best.", ""]
+    L += ["## Before / after LASER (PR probe, every seed)", ""] + before_after(probes, lasers, x, "PER", flat)
+    asr = read_probes(expdir, flat, "asr")
+    if asr:
+        L += ["## Before / after LASER (ASR probe: WER, characters CTC, greedy)", ""]
+        L += before_after(asr, lasers, _test_set(asr), "WER", flat)
 
     # ---- curves over LASER with diagnostics
     for s, v in lasers.items():
@@ -164,12 +176,13 @@ def summarize(expdir: str, pretrain_dir: Optional[str] = None, pretrain_last: Op
     L += ["Diagnostics: of the last batch at that update (bljust.losses.laser_diagnostics); none at update 0.", ""]
 
     # ---- every probe
-    L += ["## Every probe", "", "| probe | seed | updates | PER test (%) | dev PER by validation round | wall |",
-          "|---|---|---|---|---|---|"]
-    for p in sorted(probes):
-        for s, r in sorted(probes[p].items()):
-            L.append(f"| {p} | {s} | {r['steps']} | {_f(r['per'].get(x))} | "
-                     + " ".join(f"{v:.1f}" for _, v in r["valid"]) + f" | {_minutes(r['wall'])} |")
+    L += ["## Every probe", "", "| probe | task | seed | updates | error rate test (%) | dev error by validation round "
+          "| wall |", "|---|---|---|---|---|---|---|"]
+    for task, runs in (("pr", probes), ("asr", asr)):
+        for p in sorted(runs):
+            for s, r in sorted(runs[p].items()):
+                L.append(f"| {p} | {task} | {s} | {r['steps']} | {_f(r['per'].get(_test_set(runs)))} | "
+                         + " ".join(f"{v:.1f}" for _, v in r["valid"]) + f" | {_minutes(r['wall'])} |")
     return "\n".join(L) + "\n"
 
 

@@ -73,7 +73,8 @@ def test_librispeech_recipe_parses_and_reaches_the_driver(tmp_path):
 def test_laser_study_runs_every_part_at_tiny_size(tmp_path):
     """laser_study.sh end to end at CI size (its own tiny corpus and configs): pre-training
     keeping upstreams, one LASER setting keeping upstreams, the PR probe on every point with
-    two seeds, the tables; a rerun skips the probes already scored."""
+    two seeds (the curve over LASER: every upstream it kept), the ASR probe before and after,
+    the tables; a rerun skips the probes already scored."""
     d = make_recipe_copy(tmp_path / "study")
     os.symlink(os.path.join(EGS, "mini_synth", "ssft1", "laser_study.sh"), os.path.join(d, "laser_study.sh"))
     pre = tmp_path / "pretrain_study_tiny.yaml"
@@ -83,8 +84,9 @@ def test_laser_study_runs_every_part_at_tiny_size(tmp_path):
     las.write_text(open(os.path.join(d, "conf", "ssft_tiny.yaml")).read().replace(
         "save_interval: 50,", "save_interval: 50, upstream_interval: 2,"))
     args = ["--local_data_opts", "--nj 1 --tiny true", "--pretrain_config", str(pre), "--settings", str(las),
-            "--seeds", "1 2", "--points", "2", "--pretrain_points", "5", "--superb_pr_config",
-            "conf/superb_pr_tiny.yaml", "--superb_args", "--trainer.valid_interval 10"]
+            "--seeds", "1 2", "--pretrain_points", "5", "--superb_pr_config", "conf/superb_pr_tiny.yaml",
+            "--asr_settings", "tiny", "--asr_seeds", "1", "--superb_asr_config", "conf/superb_asr_tiny.yaml",
+            "--superb_args", "--trainer.valid_interval 10"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
     def study(*more, check=True):
@@ -98,11 +100,16 @@ def test_laser_study_runs_every_part_at_tiny_size(tmp_path):
     assert re.search(r"\| before LASER \| 1,2 \| [\d.]+ / [\d.]+ \| [\d.]+ ± [\d.]+ \| - \|", table), table
     assert re.search(r"\| tiny \(lr 0.0002, last 2 layers, 6 updates\) \| 1,2 \| .* \| [+-][\d.]+% \|", table), table
     curve = table[table.index("## PR curve over LASER fine-tuning: tiny"):]
-    for u in (0, 2, 6):
+    for u in (0, 2, 4, 6):  # no --points: every upstream the LASER run kept (interval 2), and the last
         assert re.search(rf"^\| {u} \| [\d.]+ \| [\d.]+ \|", curve, re.M), (u, curve)
     assert re.search(r"^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", curve, re.M), curve  # diagnostics
     assert re.search(r"^\| 5 \| [\d.]+ \| [\d.]+ \|", table, re.M), table  # the pre-training curve
+    asr = table[table.index("## Before / after LASER (ASR probe"):]  # WER before and after, seed 1
+    assert re.search(r"\| before LASER \| 1 \| [\d.]+ \| [\d.]+ \| - \|", asr), asr
+    assert re.search(r"\| tiny \(lr 0.0002, last 2 layers, 6 updates\) \| 1 \| .* \| [+-][\d.]+% \|", asr), asr
     p = study("--stage", "4", "--stop_stage", "4")
-    assert p.stderr.count("done before") == 6 and "training" not in p.stderr, p.stderr[-3000:]
+    assert p.stderr.count("done before") == 9 and "training" not in p.stderr, p.stderr[-3000:]
     p = study("--settings", "nosuch", check=False)
     assert p.returncode == 2 and "conf/ssft_study_nosuch.yaml not found" in p.stderr
+    p = study("--asr_settings", "other", check=False)
+    assert p.returncode == 2 and "--asr_settings: other is not one of --settings (tiny)" in p.stderr

@@ -19,8 +19,8 @@ def sclite_report(path: str, err: float) -> None:
                 f"| Sum/Avg | 30 900 | {100 - err:.1f} {err / 2:.1f} {err / 2:.1f} 0.0 {err:.1f} 90.0 |\n")
 
 
-def probe(exp: str, point: str, seed: int, test_per: float, valid: list, weights: list) -> None:
-    d = os.path.join(exp, f"superb_{point}_s{seed}_pr")
+def probe(exp: str, point: str, seed: int, test_per: float, valid: list, weights: list, task: str = "pr") -> None:
+    d = os.path.join(exp, f"superb_{point}_s{seed}_{task}")
     os.makedirs(d)
     hist = [{"step": 250 * (i + 1), "valid_loss": 1.0, "error_rate": v} for i, v in enumerate(valid)]
     save_checkpoint({"loop": {"step": 250 * len(valid), "wall": 90.0, "history": hist, "log": []},
@@ -48,6 +48,8 @@ def study(tmp_path):
         probe(exp, "recipe_u60", seed, per + 6.0, rising if seed == 2 else flat, [1.0, 0.0, 0.0])
     probe(exp, "recipe_u15", 1, 53.0, flat, [0.0, 0.0, 0.0])
     probe(exp, "pre300", 1, 80.0, flat, [0.0, 0.0, 0.0])
+    probe(exp, "laser0", 1, 81.0, flat, [0.0, 0.0, 0.0], task="asr")   # the ASR probe: WER
+    probe(exp, "recipe_u60", 1, 79.0, flat, [0.0, 0.0, 0.0], task="asr")
     os.makedirs(os.path.join(exp, "superb_unfinished_s1_pr"))  # no checkpoint yet: left out
     laser_run(exp, "recipe", 2e-4, [5, 10, 15, 60])
     pre = os.path.join(exp, "pretrain_study")
@@ -82,7 +84,15 @@ def test_tables(study):
     assert r15[1] == "53.0" and r15[3] == "25.0" and r15[6] == "0.150" and r15[8] == "25.000"
     assert row(curve, "60")[1] == "56.0"
     assert "unfinished" not in text
-    assert len(re.findall(r"^\| (laser0|recipe_u60) \| \d ", text, re.M)) == 6  # every probe listed
+    assert len(re.findall(r"^\| (laser0|recipe_u60) \| pr \| \d ", text, re.M)) == 6  # every probe listed
+    assert len(re.findall(r"^\| (laser0|recipe_u60) \| asr \| 1 \| \d+ \| (81|79)\.0 ", text, re.M)) == 2
+    # the ASR probe's own before/after table; the PR table does not mix ASR runs in
+    pr_table = text[:text.index("## Before / after LASER (ASR probe")]
+    assert row(pr_table[pr_table.index("## Before / after LASER (PR"):], "before LASER")[3] == "52.0 ± 2.0"
+    asr = text[text.index("## Before / after LASER (ASR probe"):]
+    assert "WER test per seed" in asr
+    b, a = row(asr, "before LASER"), row(asr, "recipe (lr 0.0002, last 2 layers, 60 updates)")
+    assert b[1:4] == ["1", "81.0", "81.0"] and a[1:5] == ["1", "79.0", "79.0", f"{100 * 2 / 81:+.1f}%"]
 
 
 def test_entry_point_writes_the_file_and_fails_in_one_line(study, tmp_path, capfd):
