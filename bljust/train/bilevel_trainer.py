@@ -135,6 +135,9 @@ class BilevelMethod(ASRMethod):
     def __init__(self, config: Dict[str, Any], model: ASRModel, train_set: ASRDataset, unlab_set: Any,
                  valid_set: Optional[ASRDataset], tokenizer: Any, dist: D.DistInfo, device: torch.device) -> None:
         super().__init__(config, model, train_set, valid_set, tokenizer, dist, device)
+        # the log names what runs: a comparison row driven by this trainer (supervised only, the
+        # schedule control, PT+FT, multitask) is not BL-JUST
+        self.name = str(config.get("label") or self.name)
         if self.amp == "fp16":
             raise ValueError("BL-JUST training supports trainer.amp none or bf16 (fp16 needs a scaler per level)")
         loading = dict(num_workers=int(self.tc.get("num_workers", 0)), pin_memory=device.type == "cuda")
