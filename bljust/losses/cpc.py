@@ -14,6 +14,8 @@ Where the context comes from (`context`):
   c is the encoder output at the last frame of the context part, which has seen
   nothing after the cut; the targets are the encoder outputs of the future part,
   which has seen nothing before it. So no prediction can copy what it predicts.
+  The distractors of the prediction k steps ahead are the k-th future frames of the
+  other windows of the batch, so a frame's place in its segment gives nothing away.
   An utterance shorter than one window gives one window cut at the same ratio.
 - ``bidirectional`` (kept for comparison, with look-ahead): c_t is the encoder output
   at every frame t of the whole utterance. A bidirectional encoder has already seen
@@ -126,6 +128,37 @@ class CPCLoss(nn.Module):
         pred = self.predictor(last).reshape(len(wins), self.num_steps, self.proj_dim)
         return pred, hf, lf, wins
 
+    def candidates(self, lf: torch.Tensor, t: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Segment mode: for each prediction (window w, step k) whose target exists, the flat index
+        w * t + k of its target and of `num_negatives` distractors, all at the same offset k of
+        *other* windows' future parts: (window, step, candidates (A, 1 + N), positive first).
+
+        Every candidate sits at the same distance from the start of its separately encoded
+        segment, so where a frame sits (the segment's edge looks different to a convolution or
+        an attention layer) tells nothing about which one is the target: only the context does.
+        Drawing distractors from every frame of the batch instead let a context-free guess of
+        "the frame k from a segment start" pick the target about a third of the time on mini_synth
+        (RESULTS.md of egs/mini_synth/asr1). A step at which fewer than two windows have a
+        target makes no prediction."""
+        k = torch.arange(self.num_steps, device=lf.device)
+        live = k.unsqueeze(0) < lf.unsqueeze(1)                             # (W, K): target exists
+        n_live = live.sum(0)                                                # windows with a target at k
+        live = live & (n_live >= 2).unsqueeze(0)
+        win_idx, step = live.nonzero(as_tuple=True)
+        if win_idx.numel() == 0:
+            empty = win_idx.new_zeros((0, 1 + self.num_negatives))
+            return win_idx, step, empty
+        # the live windows of each step, grouped by step: by_step[start[k] + i] is the i-th one
+        step_major, by_step = live.t().nonzero(as_tuple=True)
+        start = torch.cumsum(n_live, 0) - n_live
+        own = (live.cumsum(0) - 1)[win_idx, step]                           # rank of w among step k's windows
+        n = n_live[step].unsqueeze(1)
+        r = (torch.rand(win_idx.numel(), self.num_negatives, device=lf.device) * (n - 1)).long()
+        r = r + (r >= own.unsqueeze(1)).long()                              # skip the window itself
+        neg = by_step[start[step].unsqueeze(1) + r]
+        cand = torch.cat([win_idx.unsqueeze(1), neg], dim=1) * t + step.unsqueeze(1)
+        return win_idx, step, cand
+
     def _segment_loss(self, model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor
                       ) -> Tuple[torch.Tensor, Dict[str, float]]:
         pred, hf, lf, wins = self.predictions(model, feats, feat_lens)
@@ -134,22 +167,12 @@ class CPCLoss(nn.Module):
         w, t, _ = hf.shape
         tgt = F.normalize(self.target_proj(hf.detach() if self.detach_targets else hf).float(), dim=-1)
         tgt = tgt.reshape(w * t, -1)
-        frames = valid_mask(lf, t).reshape(-1).nonzero(as_tuple=True)[0]
-        n_valid = frames.numel()
-        rank = torch.full((w * t,), -1, dtype=torch.long, device=hf.device)
-        rank[frames] = torch.arange(n_valid, device=hf.device)
         pred = F.normalize(pred.float(), dim=-1)
-        k = torch.arange(self.num_steps, device=hf.device)
-        live = k.unsqueeze(0) < lf.unsqueeze(1)                             # (W, K): target exists
-        win_idx, step = live.nonzero(as_tuple=True)
-        if win_idx.numel() == 0 or n_valid < 2:
-            return hf.sum() * 0.0 + pred.sum() * 0.0, {"cpc_acc": 0.0}
-        pos = win_idx * t + step                                            # flat target frame
-        r = torch.randint(0, n_valid - 1, (pos.numel(), self.num_negatives), device=hf.device)
-        r = r + (r >= rank[pos].unsqueeze(1)).long()
-        cand = torch.cat([pos.unsqueeze(1), frames[r]], dim=1)
+        win_idx, step, cand = self.candidates(lf, t)
+        if win_idx.numel() == 0:
+            return hf.sum() * 0.0 + pred.sum() * 0.0 + tgt.sum() * 0.0, {"cpc_acc": 0.0}
         logits = torch.einsum("ap,anp->an", pred[win_idx, step], tgt[cand]) / self.temperature
-        loss = F.cross_entropy(logits, torch.zeros_like(pos))
+        loss = F.cross_entropy(logits, torch.zeros_like(win_idx))
         acc = (logits.detach().argmax(1) == 0).float().mean()
         return loss, {"cpc_acc": float(acc)}
 

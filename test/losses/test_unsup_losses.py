@@ -140,3 +140,26 @@ def test_cpc_bidirectional_context_does_see_the_future(tiny_conformer):
     _, before, after = _cpc_predictions_after_changing_the_future("bidirectional", tiny_conformer)
     assert not torch.allclose(before, after)
 
+
+
+def test_cpc_segment_distractors_sit_where_the_target_sits():
+    """Each prediction's distractors are the same future frame (offset k) of other windows, so a
+    frame's place in its separately encoded segment cannot tell the target apart; a step at
+    which only one window has a target makes no prediction."""
+    loss_fn = CPCLoss(dim=32, num_steps=3, num_negatives=40, proj_dim=16, context_frames=40, future_frames=20)
+    lf, t = torch.tensor([5, 5, 2, 1, 5]), 5
+    torch.manual_seed(0)
+    w, k, cand = loss_fn.candidates(lf, t)
+    assert sorted(zip(w.tolist(), k.tolist())) == [(a, b) for a in range(5) for b in range(3) if b < lf[a]]
+    assert cand.shape == (w.numel(), 41) and torch.equal(cand[:, 0], w * t + k)
+    win, off = cand // t, cand % t
+    assert torch.equal(off, k.unsqueeze(1).expand_as(off))           # the target's offset, always
+    assert (win[:, 1:] != w.unsqueeze(1)).all()                       # from another window
+    assert (off < lf[win]).all()                                      # a frame that exists
+    first = win[(w == 0) & (k == 0), 1:]
+    assert set(first.flatten().tolist()) == {1, 2, 3, 4}              # every other window can be drawn
+    assert set(win[(w == 0) & (k == 2), 1:].flatten().tolist()) == {1, 4}
+    w1, k1, _ = loss_fn.candidates(torch.tensor([3, 1]), 3)
+    assert w1.tolist() == [0, 1] and k1.tolist() == [0, 0]            # steps 1 and 2: one window only
+    w2, _, c2 = loss_fn.candidates(torch.tensor([4]), 4)
+    assert w2.numel() == 0 and c2.shape == (0, 41)
