@@ -33,6 +33,9 @@ def test_all_stages_run_and_write_results(tiny_run):
             assert metric in results
     summary = open(os.path.join(exp, "RESULTS.md")).read()
     assert "asr_train_tiny" in summary and "asr_train_bljust_tiny" in summary
+    # run.sh sets up stage 9: the summary says in one line where the evidence is
+    assert re.search(r"^One seed per model\. .* is stage 9's table: `\./run\.sh --stage 9 --stop_stage 9` writes "
+                     r"exp/compare/RESULTS\.md\.$", summary, re.M), summary[:600]
     result_txt = [os.path.join(r, f) for r, _, fs in os.walk(exp) for f in fs if f == "result.txt"]
     assert any("score_wer" in r for r in result_txt)
     assert "Sum/Avg" in open([r for r in result_txt if "score_wer" in r][0]).read()

@@ -31,8 +31,9 @@ def test_make_results_tables(tmp_path):
     assert "torch version" in md and "bljust version" in md and "exp/bljust_a/config.yaml" in md
     # WER first (as ESPnet), rows sorted by decode dir
     assert md.index("### WER") < md.index("|decode_dev|") < md.index("|decode_test|") < md.index("### CER")
-    assert make_results.main([str(exp), "--output", str(tmp_path / "R.md")]) == 0
-    assert (tmp_path / "R.md").exists()
+    assert make_results.main([str(exp), "--output", str(tmp_path / "R.md"), "--note", "See stage 9.", "--note", "B"]) == 0
+    md = (tmp_path / "R.md").read_text()
+    assert md.index("# RESULTS\n\nSee stage 9.\n\nB\n\n## Environment") > 0
     assert make_results.main([str(tmp_path / "nope")]) == 1
 
 

@@ -340,7 +340,11 @@ fi
 if stage_on 8; then
   log "Stage 8: scoring with sclite"
   for cfg in ${asr_configs}; do score_one "$(exp_of "${cfg}")"; done
-  ${python} -m bljust.bin.make_results "${expdir}" --out "${expdir}/RESULTS.md"
+  note=()
+  [ -z "${compare_configs}${compare_sweeps}" ] || note=(--note "One seed per model. The evidence for comparing \
+methods (several seeds, tuned baselines, the schedule control, sc_stats significance at equal encoder passes) is \
+stage 9's table: \`./run.sh --stage 9 --stop_stage 9\` writes ${expdir}/compare/RESULTS.md.")
+  ${python} -m bljust.bin.make_results "${expdir}" --out "${expdir}/RESULTS.md" "${note[@]}"
   log "results: ${expdir}/RESULTS.md"
   cat "${expdir}/RESULTS.md"
 fi
