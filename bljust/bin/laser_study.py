@@ -158,6 +158,18 @@ def summarize(expdir: str, pretrain_dir: Optional[str] = None, pretrain_last: Op
     if asr:
         L += ["## Before / after LASER (ASR probe: WER, characters CTC, greedy)", ""]
         L += before_after(asr, lasers, _test_set(asr), "WER", flat)
+        aseed = min(s for p in asr.values() for s in p)
+        for s, v in lasers.items():
+            pts = [(0, "laser0")] + sorted((int(p.rsplit("_u", 1)[1]), p) for p in asr if p.startswith(f"{s}_u"))
+            if len(pts) < 3:  # no point between before and after
+                continue
+            L += [f"## WER curve over LASER fine-tuning: {s} (ASR probe, seed {aseed})", "",
+                  f"| update | WER {_test_set(asr)} (%) | best dev error (%) |", "|---|---|---|"]
+            for u, p in pts:
+                r = asr.get(p, {}).get(aseed)
+                L.append(f"| {u} | {_f(r['per'].get(_test_set(asr))) if r else '-'} | "
+                         f"{_f(r['best_valid']) if r else '-'} |")
+            L.append("")
 
     # ---- curves over LASER with diagnostics
     for s, v in lasers.items():

@@ -73,7 +73,7 @@ def test_librispeech_recipe_parses_and_reaches_the_driver(tmp_path):
 def test_laser_study_runs_every_part_at_tiny_size(tmp_path):
     """laser_study.sh end to end at CI size (its own tiny corpus and configs): pre-training
     keeping upstreams, one LASER setting keeping upstreams, the PR probe on every point with
-    two seeds (the curve over LASER: every upstream it kept), the ASR probe before and after,
+    two seeds (the curve over LASER: every upstream it kept), the ASR probe before, along and after,
     the tables; a rerun skips the probes already scored."""
     d = make_recipe_copy(tmp_path / "study")
     os.symlink(os.path.join(EGS, "mini_synth", "ssft1", "laser_study.sh"), os.path.join(d, "laser_study.sh"))
@@ -85,7 +85,7 @@ def test_laser_study_runs_every_part_at_tiny_size(tmp_path):
         "save_interval: 50,", "save_interval: 50, upstream_interval: 2,"))
     args = ["--local_data_opts", "--nj 1 --tiny true", "--pretrain_config", str(pre), "--settings", str(las),
             "--seeds", "1 2", "--pretrain_points", "5", "--superb_pr_config", "conf/superb_pr_tiny.yaml",
-            "--asr_settings", "tiny", "--asr_seeds", "1", "--superb_asr_config", "conf/superb_asr_tiny.yaml",
+            "--asr_settings", "tiny", "--asr_seeds", "1", "--asr_points", "2", "--superb_asr_config", "conf/superb_asr_tiny.yaml",
             "--superb_args", "--trainer.valid_interval 10"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
@@ -107,8 +107,11 @@ def test_laser_study_runs_every_part_at_tiny_size(tmp_path):
     asr = table[table.index("## Before / after LASER (ASR probe"):]  # WER before and after, seed 1
     assert re.search(r"\| before LASER \| 1 \| [\d.]+ \| [\d.]+ \| - \|", asr), asr
     assert re.search(r"\| tiny \(lr 0.0002, last 2 layers, 6 updates\) \| 1 \| .* \| [+-][\d.]+% \|", asr), asr
+    wer = table[table.index("## WER curve over LASER fine-tuning: tiny (ASR probe, seed 1)"):]
+    for u in (0, 2, 6):
+        assert re.search(rf"^\| {u} \| [\d.]+ \| [\d.]+ \|$", wer, re.M), (u, wer)
     p = study("--stage", "4", "--stop_stage", "4")
-    assert p.stderr.count("done before") == 9 and "training" not in p.stderr, p.stderr[-3000:]
+    assert p.stderr.count("done before") == 10 and "training" not in p.stderr, p.stderr[-3000:]
     p = study("--settings", "nosuch", check=False)
     assert p.returncode == 2 and "conf/ssft_study_nosuch.yaml not found" in p.stderr
     p = study("--asr_settings", "other", check=False)

@@ -50,6 +50,7 @@ def study(tmp_path):
     probe(exp, "pre300", 1, 80.0, flat, [0.0, 0.0, 0.0])
     probe(exp, "laser0", 1, 81.0, flat, [0.0, 0.0, 0.0], task="asr")   # the ASR probe: WER
     probe(exp, "recipe_u60", 1, 79.0, flat, [0.0, 0.0, 0.0], task="asr")
+    probe(exp, "recipe_u30", 1, 80.5, flat, [0.0, 0.0, 0.0], task="asr")  # the WER curve
     os.makedirs(os.path.join(exp, "superb_unfinished_s1_pr"))  # no checkpoint yet: left out
     laser_run(exp, "recipe", 2e-4, [5, 10, 15, 60])
     pre = os.path.join(exp, "pretrain_study")
@@ -85,7 +86,7 @@ def test_tables(study):
     assert row(curve, "60")[1] == "56.0"
     assert "unfinished" not in text
     assert len(re.findall(r"^\| (laser0|recipe_u60) \| pr \| \d ", text, re.M)) == 6  # every probe listed
-    assert len(re.findall(r"^\| (laser0|recipe_u60) \| asr \| 1 \| \d+ \| (81|79)\.0 ", text, re.M)) == 2
+    assert len(re.findall(r"^\| (laser0|recipe_u60|recipe_u30) \| asr \| 1 \| \d+ \| (81|79|80\.5)", text, re.M)) == 3
     # the ASR probe's own before/after table; the PR table does not mix ASR runs in
     pr_table = text[:text.index("## Before / after LASER (ASR probe")]
     assert row(pr_table[pr_table.index("## Before / after LASER (PR"):], "before LASER")[3] == "52.0 ± 2.0"
@@ -93,6 +94,8 @@ def test_tables(study):
     assert "WER test per seed" in asr
     b, a = row(asr, "before LASER"), row(asr, "recipe (lr 0.0002, last 2 layers, 60 updates)")
     assert b[1:4] == ["1", "81.0", "81.0"] and a[1:5] == ["1", "79.0", "79.0", f"{100 * 2 / 81:+.1f}%"]
+    wer = text[text.index("## WER curve over LASER fine-tuning: recipe (ASR probe, seed 1)"):]
+    assert [row(wer, u)[1] for u in ("0", "30", "60")] == ["81.0", "80.5", "79.0"]
 
 
 def test_entry_point_writes_the_file_and_fails_in_one_line(study, tmp_path, capfd):

@@ -14,7 +14,8 @@
 #      the pre-trained upstream and each setting's last update with every seed of --seeds,
 #      then the curve over LASER (--points, or every kept upstream; first seed), then the
 #      curve over pre-training (--pretrain_points, first seed); then the SUPERB ASR probe
-#      (WER) on the pre-trained upstream and each setting of --asr_settings, seeds --asr_seeds
+#      (WER) on the pre-trained upstream and each setting of --asr_settings, seeds --asr_seeds,
+#      and at the updates --asr_points of those settings (first ASR seed): the WER curve
 #   5  ${expdir}/RESULTS.md: the tables (python -m bljust.bin.laser_study)
 #
 # A probe is exp/laser_study/superb_<point>_s<seed>_<task> (task pr or asr), <point> =
@@ -43,9 +44,10 @@ superb_pr_config=conf/superb_pr_mini.yaml
 superb_asr_config=conf/superb_asr_mini.yaml
 asr_settings="paper"              # settings whose last update also gets the ASR probe (WER); empty: no ASR probe
 asr_seeds="1"                     # downstream seeds of the ASR probe (it and laser0 with each)
+asr_points=                       # updates of the --asr_settings also ASR-probed (first ASR seed): the WER curve
 superb_args="--trainer.valid_interval 250"   # denser validation: is the downstream's dev curve flat at the end?
 
-help_message="Usage: $0 [--stage 1] [--stop_stage 5] [--expdir ${expdir}] [--settings \"${settings}\"] [--points \"${points}\"] [--pretrain_points \"${pretrain_points}\"] [--seeds \"${seeds}\"] [--asr_settings \"${asr_settings}\"] [--asr_seeds \"${asr_seeds}\"] [--num_threads 1]"
+help_message="Usage: $0 [--stage 1] [--stop_stage 5] [--expdir ${expdir}] [--settings \"${settings}\"] [--points \"${points}\"] [--pretrain_points \"${pretrain_points}\"] [--seeds \"${seeds}\"] [--asr_settings \"${asr_settings}\"] [--asr_seeds \"${asr_seeds}\"] [--asr_points \"${asr_points}\"] [--num_threads 1]"
 
 . ./path.sh
 . utils/parse_options.sh
@@ -130,6 +132,9 @@ if stage_on 4; then
       for s in ${asr_settings}; do
         probe "${s}_u$(last_update "${s}")" "${expdir}/laser_${s}/upstream.pth" "${seed}" asr
       done
+    done
+    for s in ${asr_settings}; do
+      for u in ${asr_points}; do probe "${s}_u${u}" "${expdir}/laser_${s}/upstream.${u}.pth" "${asr_seeds%% *}" asr; done
     done
   fi
 fi
