@@ -149,7 +149,7 @@ class CPCLoss(nn.Module):
             empty = win_idx.new_zeros((0, 1 + self.num_negatives))
             return win_idx, step, empty
         # the live windows of each step, grouped by step: by_step[start[k] + i] is the i-th one
-        step_major, by_step = live.t().nonzero(as_tuple=True)
+        _, by_step = live.t().nonzero(as_tuple=True)
         start = torch.cumsum(n_live, 0) - n_live
         own = (live.cumsum(0) - 1)[win_idx, step]                           # rank of w among step k's windows
         n = n_live[step].unsqueeze(1)
