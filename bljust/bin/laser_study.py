@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import math
 import os
 import re
@@ -51,12 +52,15 @@ def read_probe(d: str, flat: float) -> Dict[str, Any]:
     if not rounds:
         raise ValueError(f"{d}: the checkpoint has no validation round")
     w = ck["method"]["model"]["featurizer.weights"]
-    pers = {}
+    pers, trn = {}, {}
     for res in sorted(glob.glob(os.path.join(d, "decode_*", "*", "score_wer", "result.txt"))):
         pers[res.split(os.sep)[-3]] = float(parse_result(res)["Err"])
+        hyp, ref = (os.path.join(os.path.dirname(res), f) for f in ("hyp.trn", "ref.trn"))
+        if os.path.isfile(hyp) and os.path.isfile(ref):
+            trn[res.split(os.sep)[-3]] = (ref, hyp)
     ver = [v for _, v in rounds]
     converged = len(ver) >= 2 and abs(ver[-1] - ver[-2]) <= flat and ver[-1] - min(ver) <= flat
-    return {"per": pers, "valid": rounds, "best_valid": min(ver), "converged": converged,
+    return {"per": pers, "trn": trn, "valid": rounds, "best_valid": min(ver), "converged": converged,
             "weights": torch.softmax(w.float(), 0).tolist(), "steps": int(ck["loop"]["step"]),
             "wall": float(ck["loop"].get("wall", 0.0))}
 
@@ -106,8 +110,8 @@ def before_after(probes: Dict[str, Dict[int, Dict[str, Any]]], lasers: Dict[str,
                                               f"layers, {v['max_updates']} updates)") for s, v in lasers.items()]
     base = [r["per"][x] for r in probes.get("laser0", {}).values() if x in r["per"]]
     L = [f"| upstream | seeds | {metric} {x} per seed (%) | {metric} {x} mean ± std | relative to before "
-         f"| best dev error mean ± std | layer weights (mean; input, layer 1..) | dev curve flat at the end |",
-         "|---|---|---|---|---|---|---|---|"]
+         f"| best dev error mean ± std | layer weights (mean; input, layer 1..) | dev curve flat at the end "
+         f"| p against before per seed (MAPSSWE / sign) |", "|---|---|---|---|---|---|---|---|---|"]
     for p, name in finals:
         runs = probes.get(p, {})
         per = [runs[s]["per"][x] for s in sorted(runs) if x in runs[s]["per"]]
@@ -116,11 +120,29 @@ def before_after(probes: Dict[str, Dict[int, Dict[str, Any]]], lasers: Dict[str,
         rel = f"{100 * (mean_std(base)[0] - mean_std(per)[0]) / mean_std(base)[0]:+.1f}%" if base and p != "laser0" else "-"
         w = [sum(c) / len(runs) for c in zip(*(r["weights"] for r in runs.values()))]
         flat_n = sum(r["converged"] for r in runs.values())
+        sig = "-" if p == "laser0" else " ; ".join(_significance(probes.get("laser0", {}).get(s), runs[s], x)
+                                                   for s in sorted(runs))
         L.append(f"| {name} | {','.join(map(str, sorted(runs)))} | {' / '.join(f'{v:.1f}' for v in per)} | {_pm(per)} "
                  f"| {rel} | {_pm([r['best_valid'] for r in runs.values()])} | {' '.join(f'{v:.2f}' for v in w)} "
-                 f"| {flat_n}/{len(runs)} |")
+                 f"| {flat_n}/{len(runs)} | {sig} |")
     return L + ["", "Relative: (before − after) / before, positive = better. Flat: the last two validation error rates "
-                f"within {flat:g} points of each other and of the best.", ""]
+                f"within {flat:g} points of each other and of the best. p: SCTK sc_stats on the {x} hypotheses of "
+                "the same seed's downstream before and after (matched-pair sentence-segment error, MAPSSWE, and "
+                "the sign test over speakers); * where both are below 0.05.", ""]
+
+
+def _significance(before: Optional[Dict[str, Any]], after: Dict[str, Any], x: str) -> str:
+    """'p_mapsswe / p_sign' of one seed's hypotheses after against before; '-' without them or sc_stats."""
+    if not before or x not in before["trn"] or x not in after["trn"]:
+        return "-"
+    from bljust.score.significance import compare
+
+    try:
+        sg = compare(before["trn"][x][0], before["trn"][x][1], after["trn"][x][1], "before", "after")
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        logging.warning("no significance test: %s", e)
+        return "-"
+    return f"{sg.mapsswe_p:.3g} / {sg.sign_p:.3g}" + ("*" if sg.significant() else "")
 
 
 def summarize(expdir: str, pretrain_dir: Optional[str] = None, pretrain_last: Optional[int] = None,

@@ -8,7 +8,11 @@ reference) are aligned by sclite (`-o sgml`) and compared by sc_stats with
   stretch of the reference both systems get right at its boundaries; the statistic is
   normally distributed under the null hypothesis, so p = erfc(|Z| / sqrt 2) (two-sided);
 - the sign test over speakers: how many speakers have a higher WER under system A than
-  under B, against a fair coin (sc_stats' p, two-sided).
+  under B, against a fair coin. The counts N(+) and N(-) are sc_stats'; the p-value is
+  computed here, exact and two-sided, with the speakers of equal WER left out (the
+  usual sign test). sc_stats' own p is not used: its table of binomial probabilities is
+  wrong for larger speaker counts (with 40 speakers, 19 against 21 gets p 0.001 there,
+  where the exact two-sided p is 0.87), and it counts half of the ties on each side.
 
 sc_stats writes its reports to files; it can abort while freeing memory after writing
 them (Debian's SCTK 2.4.10 with -v), so a report that is complete is read whatever its
@@ -84,13 +88,26 @@ def parse_mapsswe(text: str) -> tuple:
     return z, p, ea, eb, segs
 
 
+def sign_test_p(n_plus: int, n_minus: int) -> float:
+    """Exact two-sided p of the sign test: P(a fair coin gives a split at least as uneven as
+    n_plus against n_minus); 1 without any non-tied pair."""
+    n, k = n_plus + n_minus, min(n_plus, n_minus)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2.0 * tail)
+
+
 def parse_sign(text: str) -> tuple:
-    """(p, speakers) from sc_stats' verbose sign-test report."""
-    m = re.search(r"probability of\s+it occurring is\s+([\d.]+)", text)
-    if not m:
-        raise ValueError("no probability in the sign-test report")
-    n = re.search(r"N=\s*(\d+)\)", text)
-    return float(m.group(1)), int(n.group(1)) if n else 0
+    """(p, speakers) from sc_stats' verbose sign-test report: its counts of speakers with a
+    positive, a negative and no difference, and the exact p of sign_test_p (ties left out)."""
+    counts = {}
+    for sign in ("+", "-", "0"):
+        m = re.search(rf"Differences = N\({re.escape(sign)}\) =\s*(\d+)", text)
+        if not m:
+            raise ValueError(f"no N({sign}) count in the sign-test report")
+        counts[sign] = int(m.group(1))
+    return sign_test_p(counts["+"], counts["-"]), counts["+"] + counts["-"] + counts["0"]
 
 
 def compare(ref_trn: str, hyp_a: str, hyp_b: str, name_a: str = "A", name_b: str = "B",
