@@ -22,7 +22,7 @@
 # pre<update> (pre-training), laser0 (the pre-trained upstream LASER starts from) or
 # <setting>_u<update>.
 # A rerun skips the probes already scored; every training resumes from its checkpoint
-# (and ends at once when it is done); --stage/--stop_stage pick stages. About an hour on
+# (and ends at once when it is done); --stage/--stop_stage pick stages. About two hours on
 # one thread of a shared 2-core CPU (RESULTS.md has the measured wall times and results).
 set -euo pipefail
 
@@ -43,8 +43,8 @@ pretrain_config=conf/pretrain_study.yaml
 superb_pr_config=conf/superb_pr_mini.yaml
 superb_asr_config=conf/superb_asr_mini.yaml
 asr_settings="paper"              # settings whose last update also gets the ASR probe (WER); empty: no ASR probe
-asr_seeds="1"                     # downstream seeds of the ASR probe (it and laser0 with each)
-asr_points=                       # updates of the --asr_settings also ASR-probed (first ASR seed): the WER curve
+asr_seeds="1 2 3"                 # downstream seeds of the ASR probe (it and laser0 with each)
+asr_points="1200 2400"            # updates of the --asr_settings also ASR-probed (first ASR seed): the WER curve
 superb_args="--trainer.valid_interval 250"   # denser validation: is the downstream's dev curve flat at the end?
 
 help_message="Usage: $0 [--stage 1] [--stop_stage 5] [--expdir ${expdir}] [--settings \"${settings}\"] [--points \"${points}\"] [--pretrain_points \"${pretrain_points}\"] [--seeds \"${seeds}\"] [--asr_settings \"${asr_settings}\"] [--asr_seeds \"${asr_seeds}\"] [--asr_points \"${asr_points}\"] [--num_threads 1]"
