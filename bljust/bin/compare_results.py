@@ -51,8 +51,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(1)
     try:
         if args.pick_best:
-            print(best_by([summarise_row(r, args.inference_tag) for r in args.rows], args.pick_best,
-                          not args.pick_mean)["exp"])
+            print(best_by([summarise_row(r, args.inference_tag, first_seed_only=not args.pick_mean) for r in args.rows],
+                          args.pick_best, not args.pick_mean)["exp"])
             return 0
         if not args.out:
             ap.error("--out is required (or --pick_best)")

@@ -56,9 +56,11 @@ def seed_runs(row_dir: str) -> List[Tuple[int, str]]:
         return [(int((yaml.safe_load(f) or {}).get("seed", 0)), row_dir)]
 
 
-def summarise_row(row_dir: str, inference_tag: Optional[str] = None) -> Dict[str, Any]:
-    """A row over its seeds: the first run's settings, every run's WER and the mean training time."""
-    runs = [(seed, summarise(run, inference_tag)) for seed, run in seed_runs(row_dir)]
+def summarise_row(row_dir: str, inference_tag: Optional[str] = None, first_seed_only: bool = False) -> Dict[str, Any]:
+    """A row over its seeds: the first run's settings, every run's WER and the mean training time.
+    first_seed_only: the first seed's run alone (a sweep point is chosen on it, while the
+    chosen point's other seeds may still be training)."""
+    runs = [(seed, summarise(run, inference_tag)) for seed, run in seed_runs(row_dir)[:1 if first_seed_only else None]]
     first = runs[0][1]
     sets = sorted({s for _, r in runs for s in r["wer"]})
     for seed, r in runs:

@@ -93,6 +93,12 @@ def test_a_sweep_is_chosen_on_the_dev_wer_of_its_first_seed(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == pts[1]
     assert main(["--pick_best", "dev", "--pick_mean", *pts]) == 0  # the best reference: by the mean
     assert capsys.readouterr().out.strip() == pts[2]
+    # stage 9 stopped while the chosen point's seed 2 trained, then started again: the sweep is
+    # picked again before that seed has finished, on the first seeds alone
+    os.makedirs(os.path.join(pts[1], "seed2"))  # a training under way: no summary, no decoding yet
+    assert main(["--pick_best", "dev", *pts]) == 0
+    assert capsys.readouterr().out.strip() == pts[1]
+    os.rmdir(os.path.join(pts[1], "seed2"))
     lst = tmp_path / "sweep.txt"
     lst.write_text("\n".join(pts) + "\n")
     out = tmp_path / "R.md"
