@@ -52,15 +52,12 @@ def read_probe(d: str, flat: float) -> Dict[str, Any]:
     if not rounds:
         raise ValueError(f"{d}: the checkpoint has no validation round")
     w = ck["method"]["model"]["featurizer.weights"]
-    pers, trn = {}, {}
+    pers = {}
     for res in sorted(glob.glob(os.path.join(d, "decode_*", "*", "score_wer", "result.txt"))):
         pers[res.split(os.sep)[-3]] = float(parse_result(res)["Err"])
-        hyp, ref = (os.path.join(os.path.dirname(res), f) for f in ("hyp.trn", "ref.trn"))
-        if os.path.isfile(hyp) and os.path.isfile(ref):
-            trn[res.split(os.sep)[-3]] = (ref, hyp)
     ver = [v for _, v in rounds]
     converged = len(ver) >= 2 and abs(ver[-1] - ver[-2]) <= flat and ver[-1] - min(ver) <= flat
-    return {"per": pers, "trn": trn, "valid": rounds, "best_valid": min(ver), "converged": converged,
+    return {"dir": d, "per": pers, "valid": rounds, "best_valid": min(ver), "converged": converged,
             "weights": torch.softmax(w.float(), 0).tolist(), "steps": int(ck["loop"]["step"]),
             "wall": float(ck["loop"].get("wall", 0.0))}
 
@@ -133,12 +130,14 @@ def before_after(probes: Dict[str, Dict[int, Dict[str, Any]]], lasers: Dict[str,
 
 def _significance(before: Optional[Dict[str, Any]], after: Dict[str, Any], x: str) -> str:
     """'p_mapsswe / p_sign' of one seed's hypotheses after against before; '-' without them or sc_stats."""
-    if not before or x not in before["trn"] or x not in after["trn"]:
+    if not before:
         return "-"
+    from bljust.score.compare import scored_trn
     from bljust.score.significance import compare
 
     try:
-        sg = compare(before["trn"][x][0], before["trn"][x][1], after["trn"][x][1], "before", "after")
+        ref, hyp_before = scored_trn(before["dir"], x)
+        sg = compare(ref, hyp_before, scored_trn(after["dir"], x)[1], "before", "after")
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         logging.warning("no significance test: %s", e)
         return "-"
@@ -179,17 +178,18 @@ def summarize(expdir: str, pretrain_dir: Optional[str] = None, pretrain_last: Op
     asr = read_probes(expdir, flat, "asr")
     if asr:
         L += ["## Before / after LASER (ASR probe: WER, characters CTC, greedy)", ""]
-        L += before_after(asr, lasers, _test_set(asr), "WER", flat)
+        xa = _test_set(asr)
+        L += before_after(asr, lasers, xa, "WER", flat)
         aseed = min(s for p in asr.values() for s in p)
         for s, v in lasers.items():
             pts = [(0, "laser0")] + sorted((int(p.rsplit("_u", 1)[1]), p) for p in asr if p.startswith(f"{s}_u"))
             if len(pts) < 3:  # no point between before and after
                 continue
             L += [f"## WER curve over LASER fine-tuning: {s} (ASR probe, seed {aseed})", "",
-                  f"| update | WER {_test_set(asr)} (%) | best dev error (%) |", "|---|---|---|"]
+                  f"| update | WER {xa} (%) | best dev error (%) |", "|---|---|---|"]
             for u, p in pts:
                 r = asr.get(p, {}).get(aseed)
-                L.append(f"| {u} | {_f(r['per'].get(_test_set(asr))) if r else '-'} | "
+                L.append(f"| {u} | {_f(r['per'].get(xa)) if r else '-'} | "
                          f"{_f(r['best_valid']) if r else '-'} |")
             L.append("")
 
