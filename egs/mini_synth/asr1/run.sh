@@ -25,7 +25,7 @@ opts=(
   --nj 2 --inference_nj 2
   --token_type bpe --bpemode unigram --nbpe 128
   --asr_configs "conf/train_supervised.yaml conf/train_bljust.yaml"
-  --compare_configs "conf/tuning/train_control_small.yaml conf/tuning/train_ptft_bestrq_small.yaml conf/tuning/train_ptft_cpc_small.yaml conf/tuning/train_multitask_bestrq_small.yaml conf/tuning/train_multitask_cpc_small.yaml conf/tuning/train_bljust_bestrq_small.yaml conf/tuning/train_bljust_cpc_small.yaml"
+  --compare_configs "conf/tuning/train_bljust_bestrq_small.yaml conf/tuning/train_bljust_cpc_small.yaml conf/tuning/train_control_small.yaml conf/tuning/train_ptft_bestrq_small.yaml conf/tuning/train_ptft_cpc_small.yaml conf/tuning/train_multitask_bestrq_small.yaml conf/tuning/train_multitask_cpc_small.yaml"
   --compare_reference "conf/tuning/train_bljust_bestrq_small.yaml conf/tuning/train_bljust_cpc_small.yaml"
   --compare_sweeps conf/tuning/sweep_suponly_small.txt
   --compare_topline conf/tuning/train_topline_small.yaml
