@@ -145,6 +145,15 @@ def _verdict(ref: Dict[str, Any], row: Dict[str, Any], test_set: str, sig: Dict[
     return head + f"significant for {len(yes)} of {len(sig)} seeds; not significant for " + ", ".join(no) + "."
 
 
+def _gap_line(ref: str, base: str, s: str, b: float, t: float, a: float) -> str:
+    """One line on the share of the gap from the baseline's WER b to the topline's t that the
+    reference's a closes; a topline no better than the baseline leaves no gap, and says so."""
+    if t >= b:
+        return (f"- {ref} on {s}: undefined: the topline ({t:.1f}) is not better than {base} ({b:.1f}) at "
+                f"this budget, so there is no gap to close (the reference: {a:.1f})")
+    return f"- {ref} on {s}: {(b - a) / (b - t) * 100:.0f}% of the gap from {base} ({b:.1f}) to the topline ({t:.1f})"
+
+
 def render(rows: List[Dict[str, Any]], sets: Optional[List[str]] = None,
            sig: Optional[Dict[Tuple[str, str, str], Dict[int, Significance]]] = None,
            sweeps: Optional[List[Dict[str, Any]]] = None, title: str = "Comparison at equal encoder passes",
@@ -195,9 +204,7 @@ def render(rows: List[Dict[str, Any]], sets: Optional[List[str]] = None,
                     if s.startswith("dev") or s not in top["wer"]:
                         continue
                     b, t, a = (mean_std(by_exp[x]["wer"][s])[0] for x in (base, topline, ref))
-                    share = f"{(b - a) / (b - t) * 100:.0f}%" if b != t else "undefined (no gap)"
-                    lines.append(f"- {label_of(by_exp[ref])} on {s}: {share} of the gap from {label_of(by_exp[base])} "
-                                 f"({b:.1f}) to the topline ({t:.1f})")
+                    lines.append(_gap_line(label_of(by_exp[ref]), label_of(by_exp[base]), s, b, t, a))
     for sw in sweeps or []:
         pts = sw["points"]
         dev = next((s for s in sets if s.startswith("dev")), sets[0])

@@ -133,3 +133,14 @@ def test_significance_uses_the_seeds_both_rows_have(tmp_path):
     res = significance(summarise_row(a), summarise_row(b), "test")
     assert list(res) == [1] and res[1].significant()
     assert os.path.isdir(os.path.join(b, "seed1", "significance", "test_vs_a"))
+
+
+def test_gap_share_is_undefined_when_the_topline_is_no_better():
+    """A topline that does not beat the baseline leaves no gap: no share of it is printed
+    (a run at equal passes once gave '-178% of the gap'), only what each WER was."""
+    from bljust.score.compare import _gap_line
+    assert _gap_line("R", "B", "test", 70.0, 60.0, 65.0) == \
+        "- R on test: 50% of the gap from B (70.0) to the topline (60.0)"
+    line = _gap_line("R", "B", "test", 69.9, 75.1, 60.5)
+    assert "undefined" in line and "%" not in line and "75.1" in line and "69.9" in line
+    assert "undefined" in _gap_line("R", "B", "test", 70.0, 70.0, 60.0)
