@@ -3,6 +3,7 @@ row, the schedule control, the topline, sc_stats p-values against a reference ro
 budget curve, from one invocation (about 13 tiny trainings)."""
 import os
 import re
+import subprocess
 
 import pytest
 import yaml
@@ -106,10 +107,32 @@ def test_the_topline_trains_on_the_labeled_and_unlabeled_sets_with_their_transcr
     n_lab = sum(1 for _ in open(os.path.join(d, "dump", "fbank", "train", "text")))
     n_unlab = sum(1 for _ in open(os.path.join(d, "dump", "fbank", "train_unlab", "feats.scp")))
     assert n == n_lab + n_unlab
-    run = os.path.join(cdir, "topline_train_bljust_tiny_budget_fractions-_0_0_1__label-topline", "seed0")
-    assert yaml.safe_load(open(os.path.join(run, "config.yaml")))["train_data_dir"] == "dump/fbank/train_and_train_unlab"
+    toplines = [r for r in os.listdir(cdir) if r.startswith("topline_train_bljust_tiny_budget_fractions-_0_0_1__label-topline")]
+    assert len(toplines) == 1
+    run = os.path.join(cdir, toplines[0], "seed0")
+    top = yaml.safe_load(open(os.path.join(run, "config.yaml")))
+    assert top["train_data_dir"] == "dump/fbank/train_and_train_unlab" and top["label"] == "topline"
+    # the topline takes the recipe the sweep chose (--compare_topline_tuned true, the default)
+    tuned = [r for r in os.listdir(cdir) if r.startswith("train_bljust_tiny_budget_fractions")
+             and os.path.isdir(os.path.join(cdir, r, "seed1"))]
+    assert len(tuned) == 1
+    chosen = yaml.safe_load(open(os.path.join(cdir, tuned[0], "seed0", "config.yaml")))
+    assert (top["optim_ft"], top["scheduler_ft"]) == (chosen["optim_ft"], chosen["scheduler_ft"])
     table = open(os.path.join(cdir, "RESULTS.md")).read()
     assert "Share of the gap to the topline" in table
+
+
+@pytest.mark.parametrize("entry, chosen, expected", [
+    ("t.yaml:label=topline", "s.yaml:optim_ft.lr=5e-3:label=x:scheduler_ft.restarts=[0.5]",
+     "t.yaml:label=topline:optim_ft.lr=5e-3:scheduler_ft.restarts=[0.5]"),
+    ("t.yaml", "s.yaml", "t.yaml"),
+    ("t.yaml:optim_ft.lr=1e-3", "s.yaml:optim.lr=5e-3:optim_ft.lr=4e-3", "t.yaml:optim_ft.lr=1e-3:optim.lr=5e-3"),
+])
+def test_the_topline_entry_takes_the_chosen_points_settings_but_keeps_its_own(entry, chosen, expected):
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "egs", "TEMPLATE", "asr1", "compare.sh")
+    out = subprocess.run(["bash", "-euc", f'. "{script}"; tuned_entry "$1" "$2"', "_", entry, chosen],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == expected + "\n"
 
 
 def test_the_sweep_is_chosen_on_dev_wer_and_its_point_becomes_the_tuned_row(evidence):

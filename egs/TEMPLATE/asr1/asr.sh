@@ -91,6 +91,8 @@ compare_reference=      # entries of compare_configs whose test hypotheses are t
                         # and sign test) against every other row's, seed by seed
 compare_topline=        # a config entry trained on the labeled and the unlabeled set with the latter's
                         # transcripts (data/<unlab_set>/text.unused): the topline row
+compare_topline_tuned=true  # true: the topline also gets the key=value settings the first sweep chose
+                        # (the tuned supervised recipe on every transcript); the entry's own win
 compare_budget_scale=   # e.g. 3: the tuned rows and the best reference again at 3x compare_passes
 compare_nj=1            # trainings at once (each with nproc / compare_nj threads); decoding stays one at a time
 
@@ -355,6 +357,8 @@ if stage_on 9; then
   [[ ${compare_budget_scale} =~ ^([2-9]|[1-9][0-9]+)?$ ]] || {
     log "--compare_budget_scale must be a whole factor >= 2, got '${compare_budget_scale}'"; exit 2; }
   [[ ${compare_nj} =~ ^[1-9][0-9]*$ ]] || { log "--compare_nj must be >= 1, got '${compare_nj}'"; exit 2; }
+  [[ ${compare_topline_tuned} =~ ^(true|false)$ ]] || {
+    log "--compare_topline_tuned must be true or false, got '${compare_topline_tuned}'"; exit 2; }
   seeds=$(seq 0 $((compare_seeds - 1)) | xargs)
   cdir=${expdir}/compare
   log "Stage 9: comparison at ${compare_passes} encoder passes each, seeds ${seeds}"
@@ -386,7 +390,12 @@ if stage_on 9; then
   done
   if [ -n "${compare_topline}" ]; then
     make_topline
-    train_dir=${data_feats}/${topline_set} row_prefix=topline_ compare_row "${compare_topline}" "${compare_passes}" ${seeds}
+    topline=${compare_topline}
+    if [ "${compare_topline_tuned}" = true ] && [ ${#winners[@]} -gt 0 ]; then
+      topline=$(tuned_entry "${compare_topline}" "${winners[0]}")
+      log "topline ${topline}: ${compare_topline} with the settings the sweep chose (${winners[0]})"
+    fi
+    train_dir=${data_feats}/${topline_set} row_prefix=topline_ compare_row "${topline}" "${compare_passes}" ${seeds}
     rows+=("${row}") topline_row=${row}
   fi
   compare_finish

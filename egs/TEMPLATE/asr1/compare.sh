@@ -20,6 +20,14 @@ compare_entry() {  # compare_entry <entry>: sets cfg, name, opts (one sweep poin
   opts+=(--variant "${variant}")
 }
 
+tuned_entry() {  # tuned_entry <entry> <chosen>: prints entry plus each key=value of the chosen sweep point
+  # that the entry does not set itself (the topline takes the tuned recipe; its own settings win)
+  local entry=$1 chosen=$2 kv kvs=()
+  [[ ${chosen} == *:* ]] && IFS=: read -r -a kvs <<< "${chosen#*:}"
+  for kv in "${kvs[@]}"; do [[ ${entry} == *":${kv%%=*}="* ]] || entry+=":${kv}"; done
+  echo "${entry}"
+}
+
 compare_row_dir() {  # compare_row_dir <entry> <passes>: prints the row's folder
   compare_entry "$1"
   echo "${cdir}/p$2/${name}"
