@@ -42,6 +42,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "against every other row's (repeatable)")
     ap.add_argument("--significance_sets", nargs="*", default=["test"], help="sets the references are tested on")
     ap.add_argument("--sweep", action="append", default=[], help="a file listing one sweep's point folders")
+    ap.add_argument("--tuned", action="append", default=[], help="a row trained with a sweep's chosen settings "
+                    "whose sweep is not given here (a budget curve): labeled '(tuned)' (repeatable)")
     ap.add_argument("--topline", default=None, help="the topline row (the gap each reference closes)")
     ap.add_argument("--title", default="Comparison at equal encoder passes")
     ap.add_argument("--pick_best", metavar="SET", default=None,
@@ -66,15 +68,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             sweeps.append({"points": points, "chosen": chosen})
             if chosen in by_exp:
                 by_exp[chosen]["suffix"] = " (tuned)"
-        for ref in args.reference:
+        for ref in args.reference + args.tuned:
             if ref not in by_exp:
-                raise ValueError(f"--reference {ref} is not one of the rows")
+                raise ValueError(f"--reference/--tuned {ref} is not one of the rows")
+        for t in args.tuned:
+            by_exp[t]["suffix"] = " (tuned)"
         sig = {(ref, r["exp"], s): significance(by_exp[ref], r, s, args.inference_tag)
                for ref in args.reference for s in args.significance_sets for r in rows if r["exp"] != ref}
         for r in rows:
             with atomic_write(os.path.join(r["exp"], "wer_per_seed.tsv")) as f:
                 f.write(per_seed_tsv(r))
-        text = render(rows, sig=sig, sweeps=sweeps, title=args.title, topline=args.topline)
+        text = render(rows, sig=sig, sweeps=sweeps, title=args.title, topline=args.topline, tuned=args.tuned)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         logging.error("%s", e)
         return 1

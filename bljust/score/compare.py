@@ -151,19 +151,25 @@ def _gap_line(ref: str, base: str, s: str, b: float, t: float, a: float) -> str:
     if t >= b:
         return (f"- {ref} on {s}: undefined: the topline ({t:.1f}) is not better than {base} ({b:.1f}) at "
                 f"this budget, so there is no gap to close (the reference: {a:.1f})")
-    return f"- {ref} on {s}: {(b - a) / (b - t) * 100:.0f}% of the gap from {base} ({b:.1f}) to the topline ({t:.1f})"
+    line = f"- {ref} on {s}: {(b - a) / (b - t) * 100:.0f}% of the gap from {base} ({b:.1f}) to the topline ({t:.1f})"
+    if a < t:  # past the oracle: the topline is no upper bound at this budget
+        line += (f"; more than all of it: the reference ({a:.1f}) beats the topline, which is no upper bound "
+                 f"at this budget (not converged: train it longer)")
+    return line
 
 
 def render(rows: List[Dict[str, Any]], sets: Optional[List[str]] = None,
            sig: Optional[Dict[Tuple[str, str, str], Dict[int, Significance]]] = None,
            sweeps: Optional[List[Dict[str, Any]]] = None, title: str = "Comparison at equal encoder passes",
-           topline: Optional[str] = None) -> str:
+           topline: Optional[str] = None, tuned: Optional[List[str]] = None) -> str:
     """The Markdown table of summarise_row() rows (dev sets first).
 
     sig: (reference row folder, row folder, set) -> {seed: Significance}: one column per
     (reference, set), the words under the table say which differences are significant.
     sweeps: [{"points": [rows], "chosen": row folder}] tabulated below, by dev WER.
-    topline: the row folder of the topline, for the share of the gap each reference closes."""
+    topline: the row folder of the topline, for the share of the gap each reference closes.
+    tuned: row folders trained with a sweep's chosen settings where the sweep itself is not
+    tabulated (a budget curve): they are the baselines of the gap, like a sweep's chosen row."""
     sig = sig or {}
     sets = sets or sorted({s for r in rows for s in r["wer"]}, key=lambda s: (not s.startswith("dev"), s))
     by_exp = {r["exp"]: r for r in rows}
@@ -198,8 +204,10 @@ def render(rows: List[Dict[str, Any]], sets: Optional[List[str]] = None,
     if topline and topline in by_exp:
         top = by_exp[topline]
         lines += ["", f"Share of the gap to the topline ({label_of(top)}) that each reference closes:", ""]
+        bases = ([sw["chosen"] for sw in sweeps or []] or [t for t in tuned or [] if t in by_exp]
+                 or [rows[0]["exp"]])
         for ref in dict.fromkeys(ref for ref, _ in pairs):
-            for base in [sw["chosen"] for sw in sweeps or []] or [rows[0]["exp"]]:
+            for base in bases:
                 for s in sets:
                     if s.startswith("dev") or s not in top["wer"]:
                         continue

@@ -149,12 +149,15 @@ def test_the_sweep_is_chosen_on_dev_wer_and_its_point_becomes_the_tuned_row(evid
     assert "chosen by dev WER:" in p.stderr
 
 
-def test_the_budget_curve_trains_the_tuned_row_and_the_best_reference_at_the_scaled_budget(evidence):
+def test_the_budget_curve_trains_the_tuned_row_the_best_reference_and_the_topline_at_the_scaled_budget(evidence):
     d, _, cdir = evidence
     big = os.path.join(d, "exp", "compare", f"p{2 * PASSES}")
     table = open(os.path.join(big, "RESULTS.md")).read()
     rows = rows_of(table.split("\nSignificance")[0])
-    assert len(rows) == 2 and rows[1].endswith("|reference|")
+    assert len(rows) == 3 and rows[1].endswith("|reference|")
+    assert " (tuned)|" in rows[0] and rows[2].startswith("|topline")  # the sweep's point keeps its label
+    assert "Share of the gap to the topline" in table
+    assert any(r.startswith("topline_") for r in os.listdir(big))
     for line in rows:
         total = int(re.search(r"(\d+) \+ (\d+) = (\d+)", line).group(3))
         assert abs(total - 2 * PASSES) <= 3

@@ -144,3 +144,27 @@ def test_gap_share_is_undefined_when_the_topline_is_no_better():
     line = _gap_line("R", "B", "test", 69.9, 75.1, 60.5)
     assert "undefined" in line and "%" not in line and "75.1" in line and "69.9" in line
     assert "undefined" in _gap_line("R", "B", "test", 70.0, 70.0, 60.0)
+
+
+def test_gap_share_past_the_topline_says_the_topline_is_no_upper_bound():
+    """A reference below the topline closes more than the whole gap (a mini_synth topline
+    under-trained at the default budget gave '522% of the gap'): the line says what that means."""
+    from bljust.score.compare import _gap_line
+    line = _gap_line("R", "B", "test", 69.9, 68.1, 60.5)
+    assert line.startswith("- R on test: 522% of the gap") and "no upper bound" in line and "not converged" in line
+    assert "no upper bound" not in _gap_line("R", "B", "test", 70.0, 60.0, 65.0)
+
+
+def test_a_tuned_row_without_its_sweep_is_labeled_and_is_the_gaps_baseline(tmp_path, capfd):
+    """The budget curve retrains the sweep's chosen point without its sweep: --tuned labels it
+    and makes it the baseline of the gap to the topline, whatever the row order."""
+    ref = make_row(tmp_path, "bljust", 0.10, seeds=(0,), label="BL-JUST (BEST-RQ)")
+    sup = make_row(tmp_path, "sup", 0.30, seeds=(0,), variant="lr=2e-3")
+    top = make_row(tmp_path, "top", 0.05, seeds=(0,), label="topline")
+    out = tmp_path / "R.md"
+    assert main([ref, sup, top, "--out", str(out), "--reference", ref, "--tuned", sup, "--topline", top]) == 0
+    table = out.read_text()
+    assert any(x.startswith("|supervised only [lr=2e-3] (tuned)|1|") for x in table.splitlines())
+    assert "of the gap from supervised only [lr=2e-3] (tuned)" in table
+    assert main([ref, sup, "--out", str(out), "--tuned", str(tmp_path / "nope")]) == 1
+    assert "--tuned" in capfd.readouterr().err

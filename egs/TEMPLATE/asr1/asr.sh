@@ -93,7 +93,7 @@ compare_topline=        # a config entry trained on the labeled and the unlabele
                         # transcripts (data/<unlab_set>/text.unused): the topline row
 compare_topline_tuned=true  # true: the topline also gets the key=value settings the first sweep chose
                         # (the tuned supervised recipe on every transcript); the entry's own win
-compare_budget_scale=   # e.g. 3: the tuned rows and the best reference again at 3x compare_passes
+compare_budget_scale=   # e.g. 3: the tuned rows, the best reference and the topline again at 3x compare_passes
 compare_nj=1            # trainings at once (each with nproc / compare_nj threads); decoding stays one at a time
 
 # Decoding
@@ -363,7 +363,7 @@ if stage_on 9; then
   cdir=${expdir}/compare
   log "Stage 9: comparison at ${compare_passes} encoder passes each, seeds ${seeds}"
   . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/compare.sh"  # compare_row, make_topline, tabulate
-  rows=() refs=() ref_rows=() sweeps=() winners=() topline_row= pending=()
+  rows=() refs=() ref_rows=() sweeps=() tuned_rows=() winners=() topline_row= pending=()
   for f in ${compare_sweeps}; do  # each sweep: its points with seed 0, then the best with every seed
     [ -f "${f}" ] || { log "stage 9: sweep file ${f} does not exist"; exit 2; }
     points=() lst=${cdir}/p${compare_passes}/sweep_$(basename "${f}" .txt).txt
@@ -402,8 +402,8 @@ if stage_on 9; then
   tabulate "${compare_passes}" "${rows[@]}"
   tables=("${cdir}/p${compare_passes}/RESULTS.md")
   if [ -n "${compare_budget_scale}" ]; then
-    passes=$((compare_passes * compare_budget_scale)) brows=() ref_rows=() sweeps=() topline_row=
-    for w in "${winners[@]}"; do compare_row "${w}" "${passes}" ${seeds}; brows+=("${row}"); done
+    passes=$((compare_passes * compare_budget_scale)) brows=() ref_rows=() sweeps=() tuned_rows=() topline_row=
+    for w in "${winners[@]}"; do compare_row "${w}" "${passes}" ${seeds}; brows+=("${row}") tuned_rows+=(--tuned "${row}"); done
     if [ ${#refs[@]} -gt 0 ]; then  # the best reference at the default budget, by mean dev WER
       best_ref=$(${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" --pick_best "${valid_set}" --pick_mean \
         $(for r in "${refs[@]}"; do compare_row_dir "${r}" "${compare_passes}"; done))
@@ -413,6 +413,10 @@ if stage_on 9; then
       done
     fi
     [ ${#brows[@]} -gt 0 ] || { log "--compare_budget_scale needs --compare_sweeps or --compare_reference rows"; exit 2; }
+    if [ -n "${compare_topline}" ]; then  # the topline too: at the default budget it may not have converged
+      train_dir=${data_feats}/${topline_set} row_prefix=topline_ compare_row "${topline}" "${passes}" ${seeds}
+      brows+=("${row}") topline_row=${row}
+    fi
     compare_finish
     tabulate "${passes}" "${brows[@]}"
     tables+=("${cdir}/p${passes}/RESULTS.md")

@@ -79,11 +79,11 @@ make_topline() {  # sets topline_set: the labeled and the unlabeled utterances w
     --max_frames "${max_frames}" --subsampling "${subsampling}" "${opt[@]}"
 }
 
-tabulate() {  # tabulate <passes> <row>...: <cdir>/p<passes>/RESULTS.md (uses ref_rows, sweeps, topline_row)
+tabulate() {  # tabulate <passes> <row>...: <cdir>/p<passes>/RESULTS.md (uses ref_rows, sweeps, tuned_rows, topline_row)
   local passes=$1; shift
   # shellcheck disable=SC2086
   ${python} -m bljust.bin.compare_results --inference_tag "${inference_tag}" \
     --title "Comparison at ${passes} encoder passes, seeds ${seeds}" --significance_sets ${test_sets} \
-    "${ref_rows[@]}" "${sweeps[@]}" ${topline_row:+--topline "${topline_row}"} \
+    "${ref_rows[@]}" "${sweeps[@]}" "${tuned_rows[@]}" ${topline_row:+--topline "${topline_row}"} \
     --out "${cdir}/p${passes}/RESULTS.md" "$@"
 }
