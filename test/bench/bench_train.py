@@ -1,6 +1,7 @@
 """Training throughput of the Conformer-CTC configs: our encoder vs torchaudio.models.Conformer.
 
     tools/venv/bin/python test/bench/bench_train.py [--configs small,librispeech_conformer] [--steps 3]
+        [--batch B --frames T] [--compile] [--channels_last] [--profile N]
 
 Times full training steps (forward, CTC loss, backward, AdamW) on random 80-dim
 features and prints frames/s for each config and encoder implementation, plus the
@@ -32,11 +33,14 @@ def batch_shape(name: str, device: str, batch: int = 0, frames: int = 0) -> tupl
     return (8, 500) if "small" in name else (4, 500)
 
 
-def setup(name: str, impl: str, device: str, amp: str, shape: tuple = (0, 0), compile_: bool = False):
+def setup(name: str, impl: str, device: str, amp: str, shape: tuple = (0, 0), compile_: bool = False,
+          channels_last: bool = False):
     """Returns (step function, stats) for one config and encoder implementation."""
     conf = load_config(os.path.join(CONF_DIR, f"train_{name}.yaml"), ["--encoder.impl", impl])
     torch.manual_seed(0)
     model = build_asr_model(conf, 80, 256).to(device).train()
+    if channels_last:  # the subsampling's Conv2d weights NHWC: cuDNN then runs NHWC kernels, no transposes
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     b, t = batch_shape(name, device, *shape)
     feats = torch.randn(b, t, 80, device=device)
@@ -70,16 +74,26 @@ def setup(name: str, impl: str, device: str, amp: str, shape: tuple = (0, 0), co
 
 
 def bench(name: str, impls: list, steps: int, device: str, amp: str, shape: tuple = (0, 0),
-          compile_: bool = False) -> dict:
+          compile_: bool = False, channels_last: bool = False, profile: int = 0) -> dict:
     """Alternates the implementations step by step and keeps each one's fastest step,
-    so load from other processes on a shared machine hits both alike."""
-    runs = {impl: setup(name, impl, device, amp, shape, compile_) for impl in impls}
+    so load from other processes on a shared machine hits both alike. profile: print the
+    `profile` kernels (operators on a CPU) of most self time over two steps of the first one."""
+    runs = {impl: setup(name, impl, device, amp, shape, compile_, channels_last) for impl in impls}
     best = {impl: float("inf") for impl in impls}
     for _ in range(steps):
         for impl, (step, _) in runs.items():
             t0 = time.perf_counter()
             step()
             best[impl] = min(best[impl], time.perf_counter() - t0)
+    if profile:
+        impl, (step, _) = next(iter(runs.items()))
+        key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else [])
+        with torch.profiler.profile(activities=acts) as prof:
+            step()
+            step()
+        print(f"# profile of {name}/{impl}, two steps, by {key}:")
+        print(prof.key_averages().table(sort_by=key, row_limit=profile, max_name_column_width=60), flush=True)
     out = {}
     for impl, (_, st) in runs.items():
         dt = best[impl]
@@ -97,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=0, help="utterances per batch (default: by config and device)")
     ap.add_argument("--frames", type=int, default=0, help="input frames per utterance (with --batch)")
     ap.add_argument("--compile", action="store_true", help="time the torch.compile'd model")
+    ap.add_argument("--channels_last", action="store_true", help="4-D weights (the Conv2d subsampling) channels-last")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the N kernels of most self time")
     a = ap.parse_args(argv)
     peak = None
     if a.device == "cuda":
@@ -107,10 +123,12 @@ def main(argv=None) -> int:
         print(f"device: cpu, {torch.get_num_threads()} threads (shared machine: figures are indicative)")
     summary = []
     for name in a.configs.split(","):
-        row = bench(name, a.impls.split(","), a.steps, a.device, a.amp, (a.batch, a.frames), a.compile)
+        row = bench(name, a.impls.split(","), a.steps, a.device, a.amp, (a.batch, a.frames), a.compile,
+                    a.channels_last, a.profile)
+        tags = ", ".join(t for t, on in (("compiled", a.compile), ("channels_last", a.channels_last)) if on)
         for impl, r in row.items():
             mfu = f"  MFU {100 * r['flops_s'] / peak:.1f}%" if peak and a.amp == "bf16" else ""
-            print(f"{name:24s} {impl:10s} batch {int(r['batch'])}x{int(r['t'])}{' compiled' if a.compile else ''}  "
+            print(f"{name:24s} {impl:10s} batch {int(r['batch'])}x{int(r['t'])}{f' [{tags}]' if tags else ''}  "
                   f"{r['params'] / 1e6:6.1f}M params  {r['step_s'] * 1000:8.1f} ms/step  "
                   f"{r['frames_s']:10.0f} frames/s  {r['flops'] / 1e9:8.1f} GFLOP/step  "
                   f"{r['flops_s'] / 1e12:6.2f} TFLOP/s{mfu}")

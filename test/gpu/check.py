@@ -1,6 +1,6 @@
 """The GPU check: correctness and speed of bljust's CUDA path in one run, one block of figures.
 
-    tools/venv/bin/python test/gpu/check.py [--quick] [--only softdtw,amp,...] [--report FILE]
+    tools/venv/bin/python test/gpu/check.py [--quick] [--only softdtw,amp,...] [--bench train,...] [--report FILE]
 
 Run it through test/gpu/check.sh on a machine with one NVIDIA GPU (about 6 minutes on an
 H100/H200). Without a GPU it runs the parts that need none (the CPU side of every
@@ -13,8 +13,11 @@ comparison) and says which parts it skipped. Parts:
   resume    SIGKILL mid-run and resume on the GPU, compared with an uninterrupted run
   ddp       NCCL DDP world size 1 gives the single-process update; 2 ranks on one GPU
             (NCCL where it allows, else gloo over CUDA tensors) match 1 rank with 2x accumulation
-  bench     bench_train.py (frames/s, MFU), bench_bilevel.py (joint-step overhead),
-            bench_softdtw.py (ours vs pysdtw)
+  bench     bench_train.py (frames/s, MFU; eager, channels-last, compiled; a kernel profile),
+            bench_bilevel.py (joint-step overhead), bench_softdtw.py (ours vs pysdtw);
+            --bench train,softdtw picks some
+  loader    bench_loader.py with 0-8 workers: frames/s delivered to the GPU beside its appetite
+  cudatests the suite's tests that need a CUDA device (CI has none)
 
 Every part prints `PASS`/`FAIL`/`SKIP` with its figures; the last block repeats them all.
 """
@@ -330,33 +333,56 @@ def _bench(args: list, timeout: int) -> str:
     return p.stdout if p.returncode == 0 else ""
 
 
-def part_bench(quick: bool) -> None:
+# bench_train.py runs of the bench part: (extra arguments, time limit in s)
+TRAIN_RUNS = [
+    (["--batch", "16", "--frames", "1500"], 200),
+    (["--batch", "64", "--frames", "1500", "--profile", "25"], 200),
+    (["--batch", "64", "--frames", "1500", "--channels_last", "--impls", "bljust"], 200),
+    (["--batch", "128", "--frames", "1500", "--channels_last", "--impls", "bljust"], 200),
+    (["--batch", "64", "--frames", "1500", "--compile", "--impls", "bljust"], 300),
+    (["--batch", "64", "--frames", "1500", "--compile", "--channels_last", "--impls", "bljust"], 300),
+]
+TRAIN_LINE = r"librispeech_conformer\s+(\w+)\s+batch (\S+(?: \[[^\]]*\])?).*?(\d+) frames/s.*?MFU ([\d.]+)%"
+BENCHES = ["train", "bilevel", "softdtw"]
+
+
+def part_bench(quick: bool, benches: str = ",".join(BENCHES)) -> None:
     if not CUDA:
         report("bench", "SKIP", "no CUDA device (CPU figures: run test/bench/*.py directly)")
         return
-    mfu = []
-    for extra, budget in ((["--batch", "16", "--frames", "1500"], 200), (["--batch", "64", "--frames", "1500"], 200),
-                          (["--batch", "64", "--frames", "1500", "--compile", "--impls", "bljust"], 300)):
-        args = ["test/bench/bench_train.py", "--configs", "librispeech_conformer", "--impls", "bljust,torchaudio",
-                "--steps", "5" if quick else "10"] + extra
-        try:
-            out = _bench(args, budget)
-        except subprocess.TimeoutExpired:
-            out = ""
-            print(f"# bench_train {' '.join(extra)}: over {budget} s, skipped", flush=True)
-        mfu += re.findall(r"librispeech_conformer\s+(\w+)\s+batch (\S+(?: compiled)?).*?(\d+) frames/s.*?MFU ([\d.]+)%",
-                          out)
-    best = max((float(m) for *_, m in mfu), default=0.0)
-    report("bench/train", "PASS" if best >= 40 else "FAIL",
-           "; ".join(f"{impl} {shape}: {fps} frames/s MFU {m}%" for impl, shape, fps, m in mfu)
-           + " (goal >= 40% MFU bf16; FLOPs: torch.utils.flop_counter on the eager model)" if mfu
-           else "bench_train.py failed")
+    todo = benches.split(",")
+    if "train" in todo:
+        mfu = []
+        for extra, budget in TRAIN_RUNS:
+            args = ["test/bench/bench_train.py", "--configs", "librispeech_conformer", "--impls", "bljust,torchaudio",
+                    "--steps", "5" if quick else "10"] + extra
+            try:
+                out = _bench(args, budget)
+            except subprocess.TimeoutExpired:
+                out = ""
+                print(f"# bench_train {' '.join(extra)}: over {budget} s, skipped", flush=True)
+            mfu += re.findall(TRAIN_LINE, out)
+        best = max((float(m) for *_, m in mfu), default=0.0)
+        report("bench/train", "PASS" if best >= 40 else "FAIL",
+               "; ".join(f"{impl} {shape}: {fps} frames/s MFU {m}%" for impl, shape, fps, m in mfu)
+               + " (goal >= 40% MFU bf16; FLOPs: torch.utils.flop_counter on the eager model)" if mfu
+               else "bench_train.py failed")
+    if "bilevel" in todo:
+        _bench_bilevel()
+    if "softdtw" in todo:
+        _bench_softdtw()
+
+
+def _bench_bilevel() -> None:
     out = _bench(["test/bench/bench_bilevel.py", "--config", "librispeech", "--repeats", "5", "--batch", "32",
                   "--frames", "1500", "--amp", "bf16"], 300)
     ov = re.findall(r"overhead: ([\d.]+)", out)
     report("bench/bilevel", "PASS" if ov and float(ov[-1]) <= 1.05 else "FAIL",
            (f"joint-step overhead {ov[-1]} (goal <= 1.05); " if ov else "bench_bilevel.py failed; ")
            + " | ".join(ln.strip() for ln in out.splitlines() if "ms" in ln)[:600])
+
+
+def _bench_softdtw() -> None:
     out = _bench(["test/bench/bench_softdtw.py", "--reps", "3", "--cuda-only"], 300)
     rows = [ln for ln in out.splitlines() if ln.startswith("cuda")]
     sp = re.findall(r"cuda speedup vs pysdtw: ([\d.]+)", out)
@@ -364,7 +390,44 @@ def part_bench(quick: bool) -> None:
            " | ".join(rows) + (f" | speedup vs pysdtw {sp[0]}x (goal >= 3x)" if sp else ""))
 
 
-PARTS = ["softdtw", "amp", "train", "resume", "ddp", "bench"]
+def part_loader(quick: bool) -> None:
+    """bench_loader.py with the workers of a GPU node: frames/s delivered beside the GPU's appetite."""
+    if not CUDA:
+        report("loader", "SKIP", "no CUDA device (the CPU figures: test/bench/bench_loader.py)")
+        return
+    workers = [w for w in (0, 2, 4, 8) if w <= (os.cpu_count() or 1)]
+    out = _bench(["test/bench/bench_loader.py", "--workers", *map(str, workers),
+                  "--batches", "20" if quick else "40"], 400)
+    rows = [ln.split("  (")[0] for ln in out.splitlines() if " ark" in ln and "workers" in ln]
+    last = re.findall(r"loader/GPU: ([\d.]+)", out)
+    report("loader", "PASS" if last and float(last[-1]) >= 2 else "FAIL",
+           f"{os.cpu_count()} CPUs, the batches copied to the GPU: " + " | ".join(rows)
+           + (f" | loader/GPU {last[-1]} at {workers[-1]} workers (goal >= 2)" if last else " | bench_loader.py failed"))
+
+
+# the tests of the suite that run only where there is a CUDA device
+CUDA_TESTS = ["test/losses/test_softdtw.py", "test/features/test_feats_kinds.py", "test/losses/test_softdtw_triton.py",
+              "test/decode/test_model_match.py", "test/train/test_config.py", "test/train/test_experiment_folder.py"]
+
+
+def part_cudatests(quick: bool) -> None:
+    """The suite's CUDA-only tests (skipped in CI, which has no GPU) and the files around them."""
+    if not CUDA:
+        report("cudatests", "SKIP", "no CUDA device (CI runs these files with their CUDA tests skipped)")
+        return
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TESTS],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    tail = p.stdout.strip().splitlines()
+    print("\n".join(tail[-40:]), flush=True)
+    counts = tail[-1] if tail else "no output"
+    skipped = [ln for ln in tail if ln.startswith("SKIPPED") and "CUDA" in ln]
+    report("cudatests", "PASS" if p.returncode == 0 and not skipped else "FAIL",
+           f"pytest {' '.join(os.path.basename(t) for t in CUDA_TESTS)}: {counts}"
+           + (f"; skipped for want of CUDA: {len(skipped)}" if skipped else ""))
+
+
+PARTS = ["softdtw", "amp", "train", "resume", "ddp", "bench", "loader", "cudatests"]
 
 
 def main(argv=None) -> int:
@@ -372,6 +435,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(PARTS), help="comma-separated parts: " + ",".join(PARTS))
     ap.add_argument("--quick", action="store_true", help="fewer repetitions in the benchmarks")
     ap.add_argument("--report", default="", help="also write the summary block to this file")
+    ap.add_argument("--bench", default=",".join(BENCHES), help="the benchmarks of the bench part: " + ",".join(BENCHES))
     a = ap.parse_args(argv)
     t0 = time.time()
     dev = torch.cuda.get_device_name() if CUDA else "no CUDA device"
@@ -381,7 +445,10 @@ def main(argv=None) -> int:
             t1 = time.time()
             try:
                 fn = globals()[f"part_{part}"]
-                fn(a.quick, tmp) if "tmp" in fn.__code__.co_varnames else fn(a.quick)
+                if part == "bench":
+                    fn(a.quick, a.bench)
+                else:
+                    fn(a.quick, tmp) if "tmp" in fn.__code__.co_varnames else fn(a.quick)
             except Exception as e:  # one broken part must not hide the others' figures
                 report(part, "FAIL", f"{type(e).__name__}: {e}\n{traceback.format_exc()[-1500:]}")
             print(f"# {part}: {time.time() - t1:.1f} s", flush=True)

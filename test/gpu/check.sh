@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one command: bljust's CUDA path, correctness and speed, one block of figures.
 #
-#   test/gpu/check.sh [--quick] [--only softdtw,amp,train,resume,ddp,bench]
+#   test/gpu/check.sh [--quick] [--only softdtw,amp,train,resume,ddp,bench,loader,cudatests] [--bench train,bilevel,softdtw]
 #
 # Needs one NVIDIA GPU (about 6 minutes on an H100/H200; without one it runs the CPU
 # side and says what it skipped). The soft-DTW benchmark compares with pysdtw, installed
