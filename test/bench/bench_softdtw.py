@@ -4,11 +4,14 @@
 
 CPU peer: tslearn's SoftDTWLossPyTorch(normalize=True) (pip package ``tslearn``,
 benchmark only; skipped with a message when missing).  On CUDA: ours with the
-fused Triton kernels ("bljust"), ours with the torch path ("bljust-torch") and
-pysdtw (skipped when missing); ``cuda speedup vs pysdtw`` is pysdtw's time / the
-fused kernels' at (4, 500, 450, 256).  Runs are interleaved (ours, peer, ours, ...) and the
-best wall time is kept because the CPU may be shared (OMP_WAIT_POLICY
-defaults to PASSIVE here, see below).  Peak memory: RSS
+fused Triton kernels in their default diagonal-major table layout ("bljust") and
+in the old row-major one ("bljust-rows"), ours with the torch path
+("bljust-torch") and pysdtw (skipped when missing); ``cuda speedup vs pysdtw``
+is pysdtw's time / the default fused kernels' at (4, 500, 450, 256), and
+``cuda skew vs rows layout`` the rows layout's time / the default's there.
+Runs are interleaved (ours, peer, ours, ...) and the best wall time is kept
+because the CPU may be shared (OMP_WAIT_POLICY defaults to PASSIVE here, see
+below).  Peak memory: RSS
 high-water mark over the run (CPU; /proc/self/clear_refs resets it) and
 torch.cuda.max_memory_allocated (GPU).
 
@@ -93,8 +96,19 @@ def _time_once(fn, shape, device):
     return dt, peak
 
 
-def _ours(gamma, impl="auto"):
-    return lambda x, y: soft_dtw_divergence(x, y, gamma=gamma, impl=impl)
+def _ours(gamma, impl="auto", layout=None):
+    if layout is None:
+        return lambda x, y: soft_dtw_divergence(x, y, gamma=gamma, impl=impl)
+    from bljust.losses import softdtw_triton
+
+    def run(x, y):  # the backward tells the layout from the forward's table
+        default, softdtw_triton.LAYOUT = softdtw_triton.LAYOUT, layout
+        try:
+            return soft_dtw_divergence(x, y, gamma=gamma, impl=impl)
+        finally:
+            softdtw_triton.LAYOUT = default
+
+    return run
 
 
 def _tslearn(gamma):
@@ -190,6 +204,7 @@ def main(argv=None) -> int:
         gpu = torch.device("cuda")
         methods = {"bljust": _ours(args.gamma)}
         if softdtw_triton.available(gpu):  # "bljust" is then the fused kernels: time the torch path too
+            methods["bljust-rows"] = _ours(args.gamma, "triton", layout="rows")
             methods["bljust-torch"] = _ours(args.gamma, "torch")
         peer = _pysdtw(args.gamma)
         if peer is not None:
@@ -202,8 +217,12 @@ def main(argv=None) -> int:
                 continue
             row = _row(best, 4)
             print(f"cuda (B,N,M,D)={shape}: {row}", flush=True)
-            if shape == SHAPES[-1] and not isinstance(best.get("pysdtw", ""), str):
+            if (shape == SHAPES[-1] and not isinstance(best.get("pysdtw", ""), str)
+                    and not isinstance(best["bljust"], str)):
                 cuda_speedup = best["pysdtw"][0] / best["bljust"][0]
+            if (shape == SHAPES[-1] and not isinstance(best.get("bljust-rows", ""), str)
+                    and not isinstance(best["bljust"], str)):
+                print(f"cuda skew vs rows layout: {best['bljust-rows'][0] / best['bljust'][0]:.2f}x", flush=True)
         if cuda_speedup is not None:
             print(f"cuda speedup vs pysdtw: {cuda_speedup:.2f}")
     print(f"speedup: {speedup:.2f}" if speedup is not None else "speedup: n/a")

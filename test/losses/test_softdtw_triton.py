@@ -2,7 +2,8 @@
 
 They must give the torch path's values and gradients (and the plain float64 DP's)
 on unequal lengths and with a band, and stay finite at gamma = 0.01 over 2,000
-frames. On a GPU the same comparisons run natively (test/gpu/check.sh).
+frames, in both table layouts ("skew", the default, and "rows"), which must agree
+with each other.  On a GPU the same comparisons run natively (test/gpu/check.sh).
 """
 import importlib
 
@@ -27,6 +28,13 @@ def interpreted():
     importlib.reload(softdtw_triton)
 
 
+@pytest.fixture(params=softdtw_triton.LAYOUTS)
+def layout(request, interpreted, monkeypatch):
+    """Runs a test with each table layout of the fused kernels."""
+    monkeypatch.setattr(softdtw_triton, "LAYOUT", request.param)
+    return request.param
+
+
 def _run(fn, x, y, xl, yl, impl, weights, **kw):
     x = x.detach().clone().requires_grad_()
     y = y.detach().clone().requires_grad_()
@@ -38,7 +46,7 @@ def _run(fn, x, y, xl, yl, impl, weights, **kw):
 @pytest.mark.parametrize("divergence", [False, True])
 @pytest.mark.parametrize("band", [None, 1.5])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_matches_torch_path(interpreted, divergence, band, dtype):
+def test_fused_matches_torch_path(layout, divergence, band, dtype):
     assert softdtw_triton.available(torch.device("cpu"))
     x, y, xl, yl = _batch(3, dtype=dtype)
     fn = softdtw.soft_dtw_divergence if divergence else softdtw.soft_dtw
@@ -50,7 +58,7 @@ def test_fused_matches_torch_path(interpreted, divergence, band, dtype):
         torch.testing.assert_close(a, b, **tol)
 
 
-def test_fused_matches_plain_float64_dp(interpreted):
+def test_fused_matches_plain_float64_dp(layout):
     x, y, xl, yl = _batch(4)
     v, gx, gy = _run(softdtw.soft_dtw, x, y, xl, yl, "triton", torch.ones(3, dtype=x.dtype),
                      gamma=0.1, bandwidth=2.5)
@@ -61,7 +69,7 @@ def test_fused_matches_plain_float64_dp(interpreted):
     torch.testing.assert_close(gy, ry, rtol=1e-8, atol=1e-10)
 
 
-def test_fused_long_sequences_small_gamma_stay_finite(interpreted):
+def test_fused_long_sequences_small_gamma_stay_finite(layout):
     """gamma = 0.01 over 2,000 x 1,800 frames in float32: finite, and as close to
     the float64 result as the torch path's float32 is (the table's values reach
     about 3,000, so float32 rounding alone moves the gradient by ~1e-1)."""
@@ -77,6 +85,64 @@ def test_fused_long_sequences_small_gamma_stay_finite(interpreted):
     for a, b, ref in zip(got, f32, f64):
         err, err_torch = (a.double() - ref).abs().max(), (b.double() - ref).abs().max()
         assert err <= 3 * err_torch + 1e-6, (err, err_torch)
+
+
+def _with_layout(monkeypatch, layout, *args, **kw):
+    monkeypatch.setattr(softdtw_triton, "LAYOUT", layout)
+    return _run(*args, **kw)
+
+
+@pytest.mark.parametrize("n, m", [(7, 12), (12, 7), (9, 9)])  # lanes = rows, columns (transposed), rows
+@pytest.mark.parametrize("divergence", [False, True])
+def test_skew_layout_matches_rows_layout(interpreted, monkeypatch, n, m, divergence):
+    """Unequal lengths per pair and a band; with N > M the skew layout runs transposed."""
+    g = torch.Generator().manual_seed(n * 100 + m)
+    x = torch.randn(3, n, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(3, m, 3, generator=g, dtype=torch.float64)
+    xl, yl = torch.tensor([n, n - 3, 4]), torch.tensor([m - 2, m, 5])
+    fn = softdtw.soft_dtw_divergence if divergence else softdtw.soft_dtw
+    w = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    for band in (None, 2.0):
+        rows = _with_layout(monkeypatch, "rows", fn, x, y, xl, yl, "triton", w, gamma=0.3, bandwidth=band)
+        skew = _with_layout(monkeypatch, "skew", fn, x, y, xl, yl, "triton", w, gamma=0.3, bandwidth=band)
+        for a, b in zip(skew, rows):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, m", [(6, 10), (10, 6)])
+def test_skew_kernels_on_a_plain_cost_table(interpreted, n, m):
+    """forward/backward directly: R's end values and E agree between the layouts, E is
+    zero outside the lengths, the cost is left as it was, and a cost_table view is
+    used without a copy."""
+    g = torch.Generator().manual_seed(3)
+    P = 3
+    rows, cols = torch.tensor([n, n - 2, 3]), torch.tensor([m, 4, m - 1])
+    cost = torch.full((P, n + 2, m + 2), float("inf"), dtype=torch.float64)
+    for p in range(P):
+        cost[p, 1:rows[p] + 1, 1:cols[p] + 1] = torch.rand(int(rows[p]), int(cols[p]), generator=g,
+                                                           dtype=torch.float64)
+    cost[1, 1, 3] = float("inf")  # a cell off the path set (as a band would)
+    kept = cost.clone()
+    r, v_rows = softdtw_triton.forward(cost, rows, cols, 0.2, layout="rows")
+    e_rows = softdtw_triton.backward(r, cost, rows, cols, 0.2)
+    d, v_skew = softdtw_triton.forward(cost, rows, cols, 0.2, layout="skew")
+    e_skew = softdtw_triton.backward(d, cost, rows, cols, 0.2, layout="skew")
+    assert torch.equal(cost, kept)
+    torch.testing.assert_close(v_skew, v_rows, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(e_skew, e_rows, rtol=1e-12, atol=1e-12)
+    for p in range(P):
+        assert not e_skew[p, rows[p]:].any() and not e_skew[p, :, cols[p]:].any()
+    assert e_skew[1, 0, 2] == 0 and e_skew[0, n - 1, m - 1] == 1
+    view = softdtw_triton.cost_table(P, n, m, torch.float64, torch.device("cpu"), layout="skew")
+    view.copy_(cost)
+    assert softdtw_triton._skewed(view).data_ptr() == view.data_ptr()
+    d2, v2 = softdtw_triton.forward(view, rows, cols, 0.2)
+    torch.testing.assert_close(v2, v_skew, rtol=0, atol=0)
+    torch.testing.assert_close(softdtw_triton.backward(d2, view, rows, cols, 0.2), e_skew, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="layout"):
+        softdtw_triton.backward(d2, view, rows, cols, 0.2, layout="rows")
+    with pytest.raises(ValueError, match="layout"):
+        softdtw_triton.forward(view, rows, cols, 0.2, layout="diagonal")
 
 
 def test_triton_impl_refused_where_it_cannot_run(monkeypatch):
