@@ -41,7 +41,7 @@ Devices: the same vectorised torch code runs on CPU and CUDA tensors; on CUDA
 each anti-diagonal step is a few kernel launches, so there the fused Triton
 kernels of :mod:`bljust.losses.softdtw_triton` (one launch per direction) are
 used when triton is installed (``impl="auto"``; ``impl="torch"`` forces this
-path); their cost table is built in their layout (skewed by default, see that
+path); their cost table is built in their layout (row-major or skewed, see that
 module for its memory).  On one CPU core, (B, N, M, D) = (4, 500, 450, 256)
 divergence forward + backward takes about 0.12 s (see test/bench/bench_softdtw.py).
 """
@@ -216,7 +216,7 @@ def _build_cost(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torc
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     N = max(a.shape[1] for a, _ in groups)
     M = max(b.shape[1] for _, b in groups)
-    # in the fused kernels' layout (a strided view of a skewed buffer by default)
+    # in the fused kernels' layout (for "skew" a strided view of a skewed buffer)
     cost = softdtw_triton.cost_table(int(rows.numel()), N, M, dtype, x.device)
     p0 = 0
     ragged = bandwidth is not None

@@ -4,11 +4,12 @@
 
 CPU peer: tslearn's SoftDTWLossPyTorch(normalize=True) (pip package ``tslearn``,
 benchmark only; skipped with a message when missing).  On CUDA: ours with the
-fused Triton kernels in their default diagonal-major table layout ("bljust") and
-in the old row-major one ("bljust-rows"), ours with the torch path
-("bljust-torch") and pysdtw (skipped when missing); ``cuda speedup vs pysdtw``
-is pysdtw's time / the default fused kernels' at (4, 500, 450, 256), and
-``cuda skew vs rows layout`` the rows layout's time / the default's there.
+fused Triton kernels in their default table layout ("bljust") and in the other
+one ("bljust-skew" or "bljust-rows": diagonal-major or row-major tables), ours
+with the torch path ("bljust-torch") and pysdtw (skipped when missing);
+``cuda speedup vs pysdtw`` is pysdtw's time / the default fused kernels' at
+(4, 500, 450, 256), ``cuda speedup vs pysdtw (<other> layout)`` the same for the
+other layout, and ``cuda skew vs rows layout`` the rows layout's time / the skew's.
 Runs are interleaved (ours, peer, ours, ...) and the best wall time is kept
 because the CPU may be shared (OMP_WAIT_POLICY defaults to PASSIVE here, see
 below).  Peak memory: RSS
@@ -202,9 +203,10 @@ def main(argv=None) -> int:
         from bljust.losses import softdtw_triton
 
         gpu = torch.device("cuda")
+        other = next(lay for lay in softdtw_triton.LAYOUTS if lay != softdtw_triton.LAYOUT)
         methods = {"bljust": _ours(args.gamma)}
         if softdtw_triton.available(gpu):  # "bljust" is then the fused kernels: time the torch path too
-            methods["bljust-rows"] = _ours(args.gamma, "triton", layout="rows")
+            methods[f"bljust-{other}"] = _ours(args.gamma, "triton", layout=other)
             methods["bljust-torch"] = _ours(args.gamma, "torch")
         peer = _pysdtw(args.gamma)
         if peer is not None:
@@ -220,9 +222,12 @@ def main(argv=None) -> int:
             if (shape == SHAPES[-1] and not isinstance(best.get("pysdtw", ""), str)
                     and not isinstance(best["bljust"], str)):
                 cuda_speedup = best["pysdtw"][0] / best["bljust"][0]
-            if (shape == SHAPES[-1] and not isinstance(best.get("bljust-rows", ""), str)
+            if (shape == SHAPES[-1] and not isinstance(best.get(f"bljust-{other}", ""), str)
                     and not isinstance(best["bljust"], str)):
-                print(f"cuda skew vs rows layout: {best['bljust-rows'][0] / best['bljust'][0]:.2f}x", flush=True)
+                t = {softdtw_triton.LAYOUT: best["bljust"][0], other: best[f"bljust-{other}"][0]}
+                print(f"cuda skew vs rows layout: {t['rows'] / t['skew']:.2f}x", flush=True)
+                if not isinstance(best.get("pysdtw", ""), str):
+                    print(f"cuda speedup vs pysdtw ({other} layout): {best['pysdtw'][0] / t[other]:.2f}", flush=True)
         if cuda_speedup is not None:
             print(f"cuda speedup vs pysdtw: {cuda_speedup:.2f}")
     print(f"speedup: {speedup:.2f}" if speedup is not None else "speedup: n/a")

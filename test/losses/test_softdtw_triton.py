@@ -2,7 +2,7 @@
 
 They must give the torch path's values and gradients (and the plain float64 DP's)
 on unequal lengths and with a band, and stay finite at gamma = 0.01 over 2,000
-frames, in both table layouts ("skew", the default, and "rows"), which must agree
+frames, in both table layouts ("rows", the default, and "skew"), which must agree
 with each other.  On a GPU the same comparisons run natively (test/gpu/check.sh).
 """
 import importlib
@@ -136,7 +136,7 @@ def test_skew_kernels_on_a_plain_cost_table(interpreted, n, m):
     view = softdtw_triton.cost_table(P, n, m, torch.float64, torch.device("cpu"), layout="skew")
     view.copy_(cost)
     assert softdtw_triton._skewed(view).data_ptr() == view.data_ptr()
-    d2, v2 = softdtw_triton.forward(view, rows, cols, 0.2)
+    d2, v2 = softdtw_triton.forward(view, rows, cols, 0.2, layout="skew")
     torch.testing.assert_close(v2, v_skew, rtol=0, atol=0)
     torch.testing.assert_close(softdtw_triton.backward(d2, view, rows, cols, 0.2), e_skew, rtol=0, atol=0)
     with pytest.raises(ValueError, match="layout"):
