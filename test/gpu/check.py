@@ -2,8 +2,8 @@
 
     tools/venv/bin/python test/gpu/check.py [--quick] [--only softdtw,amp,...] [--bench train,...] [--report FILE]
 
-Run it through test/gpu/check.sh on a machine with one NVIDIA GPU (about 6 minutes on an
-H100/H200). Without a GPU it runs the parts that need none (the CPU side of every
+Run it through test/gpu/check.sh on a machine with one NVIDIA GPU (about 8 minutes with
+--quick on an H100/H200). Without a GPU it runs the parts that need none (the CPU side of every
 comparison) and says which parts it skipped. Parts:
 
   softdtw   soft-DTW value and gradient on CUDA (fused Triton kernels and the torch path)
