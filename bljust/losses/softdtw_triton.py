@@ -88,11 +88,15 @@ def available(device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
+    def _pair(n_ptr, m_ptr):
+        """This program's pair and its lengths along the two axes of its table."""
+        p = tl.program_id(0).to(tl.int64)
+        return p, tl.load(n_ptr + p).to(tl.int32), tl.load(m_ptr + p).to(tl.int32)
+
+    @triton.jit
     def _forward_kernel(c_ptr, r_ptr, rows_ptr, cols_ptr, inv_gamma, gamma,
                         stride_p, stride_i, BLOCK: tl.constexpr):
-        p = tl.program_id(0).to(tl.int64)
-        n = tl.load(rows_ptr + p).to(tl.int32)
-        m = tl.load(cols_ptr + p).to(tl.int32)
+        p, n, m = _pair(rows_ptr, cols_ptr)
         base_r = r_ptr + p * stride_p
         base_c = c_ptr + p * stride_p
         i = tl.arange(0, BLOCK) + 1  # row of each lane, 1-based
@@ -126,9 +130,7 @@ if triton is not None:
     @triton.jit
     def _backward_kernel(c_ptr, r_ptr, e_ptr, rows_ptr, cols_ptr, inv_gamma,
                          stride_p, stride_i, BLOCK: tl.constexpr):
-        p = tl.program_id(0).to(tl.int64)
-        n = tl.load(rows_ptr + p).to(tl.int32)
-        m = tl.load(cols_ptr + p).to(tl.int32)
+        p, n, m = _pair(rows_ptr, cols_ptr)
         base_r = r_ptr + p * stride_p
         base_c = c_ptr + p * stride_p
         base_e = e_ptr + p * stride_p
@@ -155,9 +157,7 @@ if triton is not None:
     def _forward_skew_kernel(c_ptr, d_ptr, ring_ptr, val_ptr, lanes_ptr, other_ptr, inv_gamma, gamma,
                              stride_p, stride_k, BLOCK: tl.constexpr):
         """Skewed layout: lane l is row i = l + 1 of the (possibly transposed) problem."""
-        p = tl.program_id(0).to(tl.int64)
-        n = tl.load(lanes_ptr + p).to(tl.int32)
-        m = tl.load(other_ptr + p).to(tl.int32)
+        p, n, m = _pair(lanes_ptr, other_ptr)
         base_c = c_ptr + p * stride_p
         base_d = d_ptr + p * stride_p
         ring = ring_ptr + p * (2 * BLOCK)  # R of the last two diagonals, slot k % 2, lane i - 1
@@ -202,9 +202,7 @@ if triton is not None:
     @triton.jit
     def _backward_skew_kernel(c_ptr, d_ptr, e_ptr, lanes_ptr, other_ptr, inv_gamma,
                               stride_p, stride_k, BLOCK: tl.constexpr):
-        p = tl.program_id(0).to(tl.int64)
-        n = tl.load(lanes_ptr + p).to(tl.int32)
-        m = tl.load(other_ptr + p).to(tl.int32)
+        p, n, m = _pair(lanes_ptr, other_ptr)
         base_c = c_ptr + p * stride_p
         base_d = d_ptr + p * stride_p
         base_e = e_ptr + p * stride_p
