@@ -152,6 +152,8 @@ def _gap_line(ref: str, base: str, s: str, b: float, t: float, a: float) -> str:
         return (f"- {ref} on {s}: undefined: the topline ({t:.1f}) is not better than {base} ({b:.1f}) at "
                 f"this budget, so there is no gap to close (the reference: {a:.1f})")
     line = f"- {ref} on {s}: {(b - a) / (b - t) * 100:.0f}% of the gap from {base} ({b:.1f}) to the topline ({t:.1f})"
+    if a > b:
+        line += f"; below zero: the reference ({a:.1f}) is worse than {base}, it closes none of the gap"
     if a < t:  # past the oracle: the topline is no upper bound at this budget
         line += (f"; more than all of it: the reference ({a:.1f}) beats the topline, which is no upper bound "
                  f"at this budget (not converged: train it longer)")

@@ -153,6 +153,9 @@ def test_gap_share_past_the_topline_says_the_topline_is_no_upper_bound():
     line = _gap_line("R", "B", "test", 69.9, 68.1, 60.5)
     assert line.startswith("- R on test: 522% of the gap") and "no upper bound" in line and "not converged" in line
     assert "no upper bound" not in _gap_line("R", "B", "test", 70.0, 60.0, 65.0)
+    worse = _gap_line("R", "B", "test", 69.9, 68.1, 95.8)  # mini_synth's BL-JUST (CPC): '-1439%'
+    assert worse.startswith("- R on test: -1439% of the gap") and "worse than B" in worse
+    assert "worse than" not in _gap_line("R", "B", "test", 70.0, 60.0, 65.0)
 
 
 def test_a_tuned_row_without_its_sweep_is_labeled_and_is_the_gaps_baseline(tmp_path, capfd):
