@@ -58,7 +58,8 @@ set before Triton is imported) against the torch path and a float64 reference.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import contextlib
+from typing import Iterator, Optional, Tuple
 
 import torch
 
@@ -266,6 +267,18 @@ def _layout(layout: Optional[str]) -> str:
     return layout
 
 
+@contextlib.contextmanager
+def using(layout: str) -> Iterator[None]:
+    """Within the block, :func:`forward` and :func:`cost_table` default to `layout` (for the
+    checks and benchmarks that compare the layouts through the soft-DTW functions)."""
+    global LAYOUT
+    previous, LAYOUT = LAYOUT, _layout(layout)
+    try:
+        yield
+    finally:
+        LAYOUT = previous
+
+
 def _geometry(n2: int, m2: int) -> Tuple[int, int, bool]:
     """Diagonals K, lanes W and whether lanes are columns, for a padded n2 x m2 table."""
     return n2 + m2 - 1, min(n2, m2), n2 > m2
@@ -329,7 +342,7 @@ def forward(cost: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, gamma: f
         P, N2, _ = cost.shape
         r = torch.full_like(cost, float("inf"))
         r[:, 0, 0] = 0.0
-        rows32, cols32 = rows.to(torch.int32).contiguous(), cols.to(torch.int32).contiguous()
+        rows32, cols32 = _lane_lengths(rows, cols, False)
         block, warps = _block(N2 - 2)
         _forward_kernel[(P,)](cost, r, rows32, cols32, 1.0 / gamma, gamma, cost.stride(0), cost.stride(1),
                               BLOCK=block, num_warps=warps)
@@ -362,7 +375,7 @@ def backward(r: torch.Tensor, c: torch.Tensor, rows: torch.Tensor, cols: torch.T
     if not skew:
         c = c.contiguous()
         e = torch.zeros_like(r)
-        rows32, cols32 = rows.to(torch.int32).contiguous(), cols.to(torch.int32).contiguous()
+        rows32, cols32 = _lane_lengths(rows, cols, False)
         block, warps = _block(N2 - 2)
         _backward_kernel[(P,)](c, r, e, rows32, cols32, 1.0 / gamma, c.stride(0), c.stride(1),
                                BLOCK=block, num_warps=warps)

@@ -103,11 +103,8 @@ def _ours(gamma, impl="auto", layout=None):
     from bljust.losses import softdtw_triton
 
     def run(x, y):  # the backward tells the layout from the forward's table
-        default, softdtw_triton.LAYOUT = softdtw_triton.LAYOUT, layout
-        try:
+        with softdtw_triton.using(layout):
             return soft_dtw_divergence(x, y, gamma=gamma, impl=impl)
-        finally:
-            softdtw_triton.LAYOUT = default
 
     return run
 

@@ -70,11 +70,8 @@ def part_softdtw(quick: bool) -> None:
         xx = a.to(dev, dtype).requires_grad_()
         yy = b_.to(dev, dtype).requires_grad_()
         impl, _, layout = impl.partition("-")  # triton-rows: the fused kernels with the row-major tables
-        default, softdtw_triton.LAYOUT = softdtw_triton.LAYOUT, layout or softdtw_triton.LAYOUT
-        try:
+        with softdtw_triton.using(layout or softdtw_triton.LAYOUT):
             v = soft_dtw_divergence(xx, yy, al.to(dev), bl.to(dev), gamma=0.1, bandwidth=band, impl=impl)
-        finally:
-            softdtw_triton.LAYOUT = default
         gx, gy = torch.autograd.grad((v * torch.arange(1, b + 1, device=dev, dtype=dtype)).sum(), (xx, yy))
         return [t.detach().cpu() for t in (v, gx, gy)]
 
@@ -335,9 +332,13 @@ def part_ddp(quick: bool, tmp: str) -> None:
 
 
 # ----------------------------------------------------------------------------- benchmarks
+def _env() -> dict:
+    """The environment of a child process: bljust importable from this tree."""
+    return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 def _bench(args: list, timeout: int) -> str:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run([sys.executable] + args, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
     print(p.stdout, p.stderr[-2000:] if p.returncode else "", flush=True)
     return p.stdout if p.returncode == 0 else ""
 
@@ -424,9 +425,8 @@ def part_cudatests(quick: bool) -> None:
     if not CUDA:
         report("cudatests", "SKIP", "no CUDA device (CI runs these files with their CUDA tests skipped)")
         return
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TESTS],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400)
     tail = p.stdout.strip().splitlines()
     print("\n".join(tail[-40:]), flush=True)
     counts = tail[-1] if tail else "no output"
@@ -454,10 +454,9 @@ def main(argv=None) -> int:
             t1 = time.time()
             try:
                 fn = globals()[f"part_{part}"]
-                if part == "bench":
-                    fn(a.quick, a.bench)
-                else:
-                    fn(a.quick, tmp) if "tmp" in fn.__code__.co_varnames else fn(a.quick)
+                # each part takes the options it names: the scratch folder, the benchmarks to run
+                named = fn.__code__.co_varnames[:fn.__code__.co_argcount]
+                fn(a.quick, **{k: v for k, v in (("tmp", tmp), ("benches", a.bench)) if k in named})
             except Exception as e:  # one broken part must not hide the others' figures
                 report(part, "FAIL", f"{type(e).__name__}: {e}\n{traceback.format_exc()[-1500:]}")
             print(f"# {part}: {time.time() - t1:.1f} s", flush=True)

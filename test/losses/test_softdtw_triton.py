@@ -150,3 +150,17 @@ def test_triton_impl_refused_where_it_cannot_run(monkeypatch):
     x, y, xl, yl = _batch(5)
     with pytest.raises(ValueError, match="impl='triton'"):
         softdtw.soft_dtw(x, y, xl, yl, impl="triton")
+
+
+def test_using_sets_the_default_layout_for_a_block_and_restores_it():
+    default = softdtw_triton.LAYOUT
+    other = next(lay for lay in softdtw_triton.LAYOUTS if lay != default)
+    with pytest.raises(RuntimeError):
+        with softdtw_triton.using(other):
+            assert softdtw_triton.LAYOUT == other
+            raise RuntimeError("a failing run inside the block")
+    assert softdtw_triton.LAYOUT == default
+    with pytest.raises(ValueError, match="layout"):
+        with softdtw_triton.using("diagonal"):
+            pass
+    assert softdtw_triton.LAYOUT == default
